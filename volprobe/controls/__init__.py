@@ -1,0 +1,1 @@
+"""Controls: deterministic transforms of a volume in patient space applied before a model sees it."""

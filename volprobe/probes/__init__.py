@@ -1,0 +1,1 @@
+"""Items (spatial question sets, benchmarks), model adapters and the run engine."""

@@ -1,0 +1,170 @@
+"""The one item format shared by question sets, benchmarks and runs.
+
+An :class:`Item` is one question about one volume. Closed items (``choice``, ``yes_no``)
+list their options; the gold ``answer`` is the text of one option, and ``answer_letter``
+gives its letter (A, B, ...). Open items (``open``, ``numeric``) have no options.
+
+Items serialise to JSON Lines, one object per line (see :func:`write_items`).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from volprobe.errors import FormatError
+
+ANSWER_TYPES = ("choice", "yes_no", "open", "numeric")
+CLOSED_TYPES = ("choice", "yes_no")
+ITEM_FORMAT_VERSION = 1
+
+
+@dataclass
+class Item:
+    """One question about one volume.
+
+    Attributes:
+        id: unique id within an item set.
+        question: the prompt text (options are *not* embedded; adapters format them).
+        answer: gold answer: the text of the correct option for closed items, free text otherwise.
+        answer_type: ``choice`` | ``yes_no`` | ``open`` | ``numeric``.
+        options: option texts in presentation order (letters A, B, ... follow this order).
+        chance: probability a uniform guess is right (1/len(options) for closed items; None for open).
+        case: volume reference: the case/scan id this question is about.
+        volume_path: path of the CT (NIfTI etc.), or None when unavailable (text-only use).
+        patient: patient id (several scans may share one; used for clustering and ``swapped_volume``).
+        task, subtask: where the item comes from, e.g. ``spatial``/``laterality`` or ``3drad/T4``/``Bronchiectasis``.
+        evidence: what the answer needs: ``axes`` (patient axes among 'lr', 'ap', 'si'), ``axial_slices``
+            ([first, last] array indices along the volume's axial axis), ``structures`` (names).
+        counterfactual: control name → gold answer after that counterfactual (e.g. ``mirror_lr``);
+            None marks an item whose answer cannot be transformed under that control.
+        metadata: anything else (relation, margin in mm, template, open-ended phrasing, ...).
+    """
+
+    id: str
+    question: str
+    answer: str
+    answer_type: str = "choice"
+    options: list[str] = field(default_factory=list)
+    chance: float | None = None
+    case: str | None = None
+    volume_path: str | None = None
+    patient: str | None = None
+    task: str = ""
+    subtask: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    counterfactual: dict[str, str | None] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.answer_type not in ANSWER_TYPES:
+            raise FormatError(f"item {self.id}: answer_type {self.answer_type!r} not one of {ANSWER_TYPES}")
+        if self.is_closed:
+            if len(self.options) < 2:
+                raise FormatError(f"item {self.id}: a {self.answer_type} item needs at least two options")
+            if len(set(self.options)) != len(self.options):
+                raise FormatError(f"item {self.id}: duplicate options {self.options}")
+            if self.answer not in self.options:
+                raise FormatError(f"item {self.id}: gold answer {self.answer!r} is not one of {self.options}")
+            if self.chance is None:
+                self.chance = 1.0 / len(self.options)
+
+    @property
+    def is_closed(self) -> bool:
+        return self.answer_type in CLOSED_TYPES
+
+    @property
+    def letters(self) -> list[str]:
+        return list(string.ascii_uppercase[: len(self.options)])
+
+    @property
+    def answer_index(self) -> int | None:
+        return self.options.index(self.answer) if self.is_closed else None
+
+    @property
+    def answer_letter(self) -> str | None:
+        idx = self.answer_index
+        return None if idx is None else string.ascii_uppercase[idx]
+
+    def letter_of(self, option: str) -> str:
+        return string.ascii_uppercase[self.options.index(option)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": ITEM_FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "item") -> "Item":
+        data = dict(data)
+        version = data.pop("format_version", ITEM_FORMAT_VERSION)
+        if version != ITEM_FORMAT_VERSION:
+            raise FormatError(f"{where}: item format version {version}, this volprobe reads {ITEM_FORMAT_VERSION}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise FormatError(f"{where}: unknown item fields {sorted(unknown)}")
+        missing = {"id", "question", "answer"} - set(data)
+        if missing:
+            raise FormatError(f"{where}: missing item fields {sorted(missing)}")
+        return cls(**data)
+
+
+def write_items(items: Iterable[Item], path: str | Path) -> int:
+    """Write items as JSON Lines; returns the count. Ids must be unique."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for item in items:
+            if item.id in seen:
+                raise FormatError(f"duplicate item id {item.id!r} while writing {path}")
+            seen.add(item.id)
+            fh.write(json.dumps(item.to_dict(), ensure_ascii=False, default=_default) + "\n")
+            n += 1
+    return n
+
+
+def iter_items(path: str | Path) -> Iterator[Item]:
+    """Read items from JSON Lines, naming the file and line of any malformed entry."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"items file not found: {path}")
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FormatError(f"{where}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(data, dict):
+                raise FormatError(f"{where}: expected a JSON object")
+            yield Item.from_dict(data, where)
+
+
+def read_items(path: str | Path) -> list[Item]:
+    items = list(iter_items(path))
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise FormatError(f"{path}: duplicate item id {dup!r}")
+    return items
+
+
+def _default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

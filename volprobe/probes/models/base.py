@@ -1,0 +1,148 @@
+"""The model adapter contract and the model registry.
+
+An adapter turns (a volume in patient space after a control, an item) into the model's
+own input, and generates text. The run engine calls, in this order::
+
+    adapter = load_model("m3d:/path/to/weights", device="cuda", dtype="bf16")
+    prepared = adapter.prepare(volume_or_None)    # once per (volume, control)
+    texts = adapter.generate([(prepared, item), ...])   # a batch
+
+Heavy imports (torch, transformers) happen inside adapter methods, never at module import.
+A new model is one small module that subclasses :class:`ModelAdapter` and decorates it
+with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from volprobe.errors import VolprobeError
+from volprobe.probes.items import Item
+
+
+@dataclass
+class Prepared:
+    """A model-specific input built from one volume under one control.
+
+    Attributes:
+        data: whatever the adapter needs (tensors, PIL images, a relation graph ...); None without an image.
+        input_hash: SHA-256 of the image part of the input (prompt hashed separately by the engine).
+        no_image: True when the model runs without any image input.
+        info: small JSON-able facts (shapes, number of slices, window) recorded with each result.
+    """
+
+    data: Any
+    input_hash: str
+    no_image: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Generation:
+    """A model's answer to one item."""
+
+    text: str
+    refused: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelAdapter(ABC):
+    """Base class of every model (VLM adapters and reference models).
+
+    Class attributes:
+        name: registry name.
+        no_image_mode: how the model runs under ``text_only`` (e.g. ``"no <im_patch> tokens"``),
+            recorded in every text-only record.
+        uses_image: False for blind models (they ignore the volume; the engine skips preparing it).
+    """
+
+    name: str = ""
+    no_image_mode: str = "no image input"
+    uses_image: bool = True
+
+    def __init__(self, path: str | None = None, device: str = "cpu", dtype: str = "auto", **options: Any):
+        self.path = path
+        self.device = device
+        self.dtype = dtype
+        self.options = options
+
+    # -- identity ------------------------------------------------------------------
+    @property
+    def revision(self) -> str | None:
+        """Weights revision (commit hash or file hash) when known."""
+        return None
+
+    @property
+    def generation_settings(self) -> dict[str, Any]:
+        """Decoding settings recorded with each record (greedy by default)."""
+        return {"do_sample": False}
+
+    # -- lifecycle -----------------------------------------------------------------
+    def load(self) -> None:
+        """Load weights (heavy imports here). Called once by the engine before the first batch."""
+
+    @abstractmethod
+    def prepare(self, volume) -> Prepared:
+        """Model input for one volume (a :class:`~volprobe.segmentation.volume.Volume`) or None (no image)."""
+
+    def prompt(self, item: Item) -> str:
+        """The text sent with the volume; default: question, lettered options, answer instruction."""
+        return default_prompt(item)
+
+    @abstractmethod
+    def generate(self, batch: Sequence[tuple[Prepared, Item]]) -> list[Generation]:
+        """Answer a batch of (prepared input, item) pairs; deterministic given the adapter's settings."""
+
+
+def default_prompt(item: Item) -> str:
+    """Question plus lettered options (``A. left``) and a short answer instruction."""
+    if item.is_closed:
+        opts = "\n".join(f"{string.ascii_uppercase[i]}. {o}" for i, o in enumerate(item.options))
+        return f"{item.question}\nChoices:\n{opts}\nAnswer with the letter of the correct choice."
+    return item.question
+
+
+def hash_bytes(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+# -- registry ------------------------------------------------------------------------
+MODEL_REGISTRY: dict[str, Callable[..., ModelAdapter]] = {}
+
+
+def register_model(name: str) -> Callable[[type[ModelAdapter]], type[ModelAdapter]]:
+    """Class decorator: make an adapter available as ``--model NAME``."""
+
+    def deco(cls: type[ModelAdapter]) -> type[ModelAdapter]:
+        if name in MODEL_REGISTRY and MODEL_REGISTRY[name] is not cls:
+            raise VolprobeError(f"model name {name!r} registered twice")
+        cls.name = name
+        MODEL_REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def parse_model_spec(spec: str) -> tuple[str, str | None]:
+    """``NAME[:path]`` → (name, path or None)."""
+    name, sep, path = spec.partition(":")
+    return name.strip(), (path.strip() or None) if sep else None
+
+
+def load_model(spec: str, device: str = "cpu", dtype: str = "auto", **options: Any) -> ModelAdapter:
+    """Instantiate a registered adapter from ``NAME[:path]`` (weights are loaded by ``adapter.load()``)."""
+    from volprobe.probes import models as _models  # noqa: F401  (imports the built-in adapters)
+
+    _models.import_builtin_adapters()
+    name, path = parse_model_spec(spec)
+    if name not in MODEL_REGISTRY:
+        raise VolprobeError(f"unknown model {name!r}; available: {', '.join(sorted(MODEL_REGISTRY))}")
+    return MODEL_REGISTRY[name](path=path, device=device, dtype=dtype, **options)

@@ -1,0 +1,230 @@
+"""Segmentation masks on a CT's grid: import TotalSegmentator output, check geometry.
+
+A :class:`LabelMap` is one integer array on the CT's voxel grid plus the name of each
+label id (TotalSegmentator class names such as ``kidney_left``). Names are what count:
+ids differ between TotalSegmentator versions and tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from volprobe.errors import MaskError, VolumeReadError
+from volprobe.segmentation.volume import NIFTI_SUFFIXES, Volume, describe_grid
+
+
+@dataclass(frozen=True, eq=False)
+class LabelMap:
+    """Integer labels on a voxel grid.
+
+    Attributes:
+        labels: integer array ``[i, j, k]``; 0 is background.
+        affine: 4×4 voxel → patient RAS+ mm (same convention as :class:`Volume`).
+        names: label id → structure name (TotalSegmentator class names).
+        source: where it was read from.
+    """
+
+    labels: np.ndarray
+    affine: np.ndarray
+    names: Mapping[int, str]
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels.ndim != 3:
+            raise MaskError(f"a label map needs a 3D array, got shape {self.labels.shape}")
+        if not np.issubdtype(self.labels.dtype, np.integer):
+            raise MaskError(f"a label map needs integer labels, got {self.labels.dtype}")
+        object.__setattr__(self, "affine", np.asarray(self.affine, dtype=float))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.labels.shape)  # type: ignore[return-value]
+
+    def present(self) -> dict[int, str]:
+        """Label id → name for the labels that have at least one voxel."""
+        ids = np.flatnonzero(np.bincount(self.labels.ravel().astype(np.int64, copy=False)))
+        return {int(i): self.names.get(int(i), f"label_{int(i)}") for i in ids if i != 0}
+
+    def mask(self, name: str) -> np.ndarray:
+        """Boolean mask of one structure by name."""
+        ids = [i for i, n in self.names.items() if n == name]
+        if not ids:
+            raise MaskError(f"no structure named {name!r}; known: {', '.join(sorted(self.names.values()))}")
+        return np.isin(self.labels, ids)
+
+    def as_volume_grid(self) -> Volume:
+        return Volume(array=self.labels, affine=self.affine, source=self.source)
+
+
+def totalsegmentator_class_map(task: str = "total") -> dict[int, str]:
+    """TotalSegmentator's id → name map for ``task`` (from the installed package)."""
+    from totalsegmentator.map_to_binary import class_map
+
+    return dict(class_map[task])
+
+
+def read_label_names_from_header(img) -> dict[int, str] | None:
+    """Label names stored by TotalSegmentator in a NIfTI header extension, or None if absent."""
+    import xml.etree.ElementTree as ET
+
+    for ext in img.header.extensions:
+        try:
+            content = ext.get_content()
+            text = content.decode("utf-8", errors="replace") if isinstance(content, bytes) else str(content)
+        except Exception:
+            continue
+        if "<LabelTable>" not in text:
+            continue
+        start = text.find("<?xml")
+        try:
+            root = ET.fromstring(text[start if start >= 0 else 0:].strip())
+        except ET.ParseError:
+            continue
+        names = {int(lab.get("Key")): (lab.text or "").strip() for lab in root.iter("Label") if lab.get("Key")}
+        if names:
+            return names
+    return None
+
+
+def check_same_grid(labels_shape, labels_affine, volume: Volume, what: str, atol_mm: float = 1e-3) -> None:
+    """Raise :class:`MaskError` naming both geometries when a mask is not on its CT's grid."""
+    if not volume.same_grid(labels_shape, labels_affine, atol_mm):
+        raise MaskError(
+            f"{what} is not on the CT's voxel grid.\n  mask: {describe_grid(labels_shape, labels_affine)}\n"
+            f"  CT:   {volume.describe_grid()}\n"
+            "Pass resample=True (CLI: --resample-masks) to resample the mask to the CT by nearest neighbour."
+        )
+
+
+def resample_labels_nearest(labels: np.ndarray, affine: np.ndarray, reference: Volume) -> np.ndarray:
+    """Resample an integer label array onto ``reference``'s grid by nearest neighbour (in patient mm)."""
+    from scipy import ndimage
+
+    # voxel index in the mask for each reference voxel: inv(A_mask) @ A_ref
+    mapping = np.linalg.inv(np.asarray(affine, float)) @ reference.affine
+    out = ndimage.affine_transform(labels, mapping[:3, :3], offset=mapping[:3, 3], output_shape=reference.shape,
+                                   order=0, mode="constant", cval=0)
+    return out.astype(labels.dtype, copy=False)
+
+
+def load_masks(path: str | Path, reference: Volume | None = None, *, resample: bool = False,
+               task: str = "total") -> LabelMap:
+    """Import masks: a TotalSegmentator multilabel NIfTI or a folder of per-class ``<name>.nii.gz`` files.
+
+    Label names come from the NIfTI header extension when present, else TotalSegmentator's
+    class map for ``task``. With ``reference`` the grid is checked (or resampled if ``resample``).
+
+    Raises:
+        FileNotFoundError: missing path.
+        MaskError: unreadable, empty, mis-shaped or off-grid masks.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"masks not found: {p} (no such file or folder)")
+    if p.is_dir():
+        lm = _load_mask_folder(p, reference, resample)
+    else:
+        lm = _load_multilabel(p, reference, resample, task)
+    if not lm.present():
+        raise MaskError(f"{p}: masks are empty (no labelled voxel)")
+    return lm
+
+
+def _nib_load(path: Path):
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:
+        raise MaskError(f"{path}: cannot read mask ({type(exc).__name__}: {exc}); "
+                        "the file may be truncated or not NIfTI") from exc
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise MaskError(f"{path}: mask has shape {data.shape}; a 3D label image is needed")
+    return img, np.asarray(data)
+
+
+def _as_labels(data: np.ndarray, path: Path) -> np.ndarray:
+    if np.issubdtype(data.dtype, np.integer):
+        return data
+    rounded = np.rint(data)
+    if not np.allclose(rounded, data):
+        raise MaskError(f"{path}: mask holds non-integer values (a probability map?); threshold it first")
+    return rounded.astype(np.int32 if rounded.max() > 255 else np.uint8)
+
+
+def _fit_grid(labels: np.ndarray, affine: np.ndarray, reference: Volume | None, resample: bool, what: str):
+    if reference is None or reference.same_grid(labels.shape, affine):
+        return labels, affine
+    if not resample:
+        check_same_grid(labels.shape, affine, reference, what)
+    return resample_labels_nearest(labels, affine, reference), reference.affine
+
+
+def _load_multilabel(p: Path, reference: Volume | None, resample: bool, task: str) -> LabelMap:
+    img, data = _nib_load(p)
+    labels = _as_labels(data, p)
+    names = read_label_names_from_header(img)
+    if names is None:
+        names = totalsegmentator_class_map(task)
+    unknown = sorted(set(np.unique(labels).tolist()) - set(names) - {0})
+    if unknown:
+        raise MaskError(f"{p}: label ids {unknown[:10]} have no name in the header extension or in "
+                        f"TotalSegmentator's '{task}' class map; pass a folder of <name>.nii.gz files instead")
+    labels, affine = _fit_grid(labels, img.affine, reference, resample, f"mask {p}")
+    return LabelMap(labels=labels, affine=affine, names=names, source=str(p))
+
+
+def _load_mask_folder(p: Path, reference: Volume | None, resample: bool) -> LabelMap:
+    files = sorted(f for f in p.iterdir() if f.name.lower().endswith(NIFTI_SUFFIXES))
+    if not files:
+        raise MaskError(f"{p}: folder holds no .nii/.nii.gz mask files")
+    labels = None
+    affine = None
+    names: dict[int, str] = {}
+    overlaps = []
+    for n, f in enumerate(files, start=1):
+        img, data = _nib_load(f)
+        name = f.name[: -len(".nii.gz")] if f.name.lower().endswith(".nii.gz") else f.name[: -len(".nii")]
+        binary = data > 0.5
+        if labels is None:
+            labels = np.zeros(binary.shape, dtype=np.uint8 if len(files) < 255 else np.uint16)
+            affine = img.affine
+        elif binary.shape != labels.shape or not np.allclose(img.affine, affine, atol=1e-3):
+            raise MaskError(f"{f}: not on the same grid as {files[0].name}:\n"
+                            f"  {f.name}: {describe_grid(binary.shape, img.affine)}\n"
+                            f"  {files[0].name}: {describe_grid(labels.shape, affine)}")
+        if not binary.any():
+            continue  # TotalSegmentator writes empty files for absent classes
+        clash = binary & (labels > 0)
+        if clash.any():
+            overlaps.append((name, int(clash.sum())))
+        labels[binary] = n
+        names[n] = name
+    assert labels is not None and affine is not None
+    if overlaps:
+        import warnings
+
+        from volprobe.errors import VolprobeWarning
+
+        warnings.warn(f"{p}: overlapping masks; later files (alphabetical) win: "
+                      + ", ".join(f"{nm} ({v} voxels)" for nm, v in overlaps[:5]), VolprobeWarning, stacklevel=3)
+    labels, affine = _fit_grid(labels, affine, reference, resample, f"masks in {p}")
+    return LabelMap(labels=labels, affine=affine, names=names, source=str(p))
+
+
+def label_map_from_volume(volume: Volume, labels: np.ndarray, names: Mapping[int, str]) -> LabelMap:
+    """A LabelMap on ``volume``'s grid (raises when shapes differ)."""
+    if tuple(labels.shape) != volume.shape:
+        raise MaskError(f"labels shape {labels.shape} differs from the CT's {volume.shape}")
+    return LabelMap(labels=labels, affine=volume.affine, names=dict(names), source=volume.source)
+
+
+__all__ = ["LabelMap", "load_masks", "check_same_grid", "resample_labels_nearest", "read_label_names_from_header",
+           "totalsegmentator_class_map", "label_map_from_volume", "VolumeReadError"]

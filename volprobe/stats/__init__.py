@@ -1,0 +1,1 @@
+"""Statistics and reports over run records. Never imports torch."""
