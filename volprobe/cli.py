@@ -49,6 +49,123 @@ def seed_option(default: int = 0):
 # segmentation: segment, relations, phantom  (issue 2)
 # ---------------------------------------------------------------------------------------------
 
+@main.command("phantom")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for <case>.nii.gz, <case>_seg.nii.gz, <case>_layout.json and manifest.json.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=8, show_default=True, help="Number of phantoms.")
+@seed_option()
+@click.option("--shape", nargs=3, type=click.IntRange(min=2), default=None, metavar="I J K",
+              help="Voxels along the array axes (~left-right, anterior-posterior, superior-inferior). "
+                   "[default: 96 80 84]")
+@click.option("--spacing", nargs=3, type=float, default=None, metavar="I J K",
+              help="Voxel size in mm along the array axes. [default: 4 4 5]")
+@click.option("--orientation", type=click.Choice(["RAS", "LPS", "LAS", "oblique", "mixed"]), default="RAS",
+              show_default=True, help="Array layout (the anatomy is the same); 'mixed' cycles through all four.")
+@click.option("--variation", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="0 = canonical anatomy; 1 = sizes/positions jittered and the varying relations "
+                   "(which kidney is higher/larger, which lung is larger, ...) are fair coins.")
+@click.option("--situs-inversus", is_flag=True, help="Mirror the organs left-right (liver on the left); "
+                                                     "*_left structures stay on the patient's left.")
+@click.option("--noise", "noise_hu", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="SD of the Gaussian noise in HU.")
+def phantom_cmd(out_dir, n, seed, shape, spacing, orientation, variation, situs_inversus, noise_hu) -> None:
+    """Write synthetic torso CTs with TotalSegmentator-named masks (volprobe's embedded data).
+
+    \b
+    Each case: <case>.nii.gz (CT, int16 HU), <case>_seg.nii.gz (multilabel, label names in
+    the NIfTI header extension as TotalSegmentator writes them) and <case>_layout.json (the
+    generator's known layout in patient RAS+ mm and the designed relations). One scan per
+    patient; cases already written with the same settings are kept.
+    Example:
+      probe phantom --out phantoms/ --n 16 --seed 0 --orientation mixed
+      probe relations phantoms/phantom_s0_000.nii.gz --masks phantoms/phantom_s0_000_seg.nii.gz --out rel.json
+    """
+    from volprobe.segmentation.phantom import DEFAULT_SHAPE, DEFAULT_SPACING, generate_phantoms
+
+    cases = generate_phantoms(out_dir, n, seed, shape=shape or DEFAULT_SHAPE, spacing=spacing or DEFAULT_SPACING,
+                              orientation=orientation, variation=variation, situs_inversus=situs_inversus,
+                              noise_hu=noise_hu)
+    click.echo(f"wrote {len(cases)} phantoms to {out_dir} (manifest: {out_dir}/manifest.json)")
+
+@main.command("segment")
+@click.argument("cts", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for OUT/<ct name>.nii.gz (multilabel, on the CT's grid) and a manifest beside each.")
+@click.option("--fast", is_flag=True, help="3 mm model: one pass, needs Dataset297 (default: 1.5 mm, Dataset291-295).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--roi-subset", multiple=True, metavar="NAME",
+              help="Only this TotalSegmentator class (repeatable), e.g. --roi-subset liver. Needs Dataset298 too.")
+@click.option("--weights-dir", type=click.Path(file_okay=False),
+              help="Folder holding the Dataset* weight folders (before $TOTALSEG_WEIGHTS_PATH, "
+                   "$TOTALSEG_HOME_DIR/nnunet/results, ~/.totalsegmentator/nnunet/results).")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Result cache (default $VOLPROBE_CACHE_DIR or ~/.cache/volprobe/totalsegmentator).")
+@click.option("--series", default=None, metavar="UID", help="DICOM SeriesInstanceUID (or unique prefix) to read.")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Stop one CT after this many seconds.")
+def segment_cmd(cts, out_dir, fast, device, roi_subset, weights_dir, cache_dir, series, timeout_s) -> None:
+    """Segment CTs with TotalSegmentator (task 'total'), offline.
+
+    \b
+    CT: NIfTI, NRRD/MHA or a DICOM series folder. Weights must already be on disk
+    (volprobe never downloads; missing weights fail at once and say how to install
+    them). Usage statistics are off and TotalSegmentator cannot reach the network.
+    A CT segmented before with the same settings is taken from the cache.
+    Example:
+      probe segment ct1.nii.gz ct2.nii.gz --out masks/ --fast
+      probe relations ct1.nii.gz --masks masks/ct1.nii.gz --out rel.json
+    """
+    from volprobe.segmentation.totalseg import segment_many
+
+    results = segment_many(list(cts), out_dir, fast=fast, device=device, roi_subset=roi_subset or None,
+                           weights_dir=weights_dir, cache_dir=cache_dir, series=series, timeout_s=timeout_s)
+    for r in results:
+        if r.error:
+            click.secho(f"FAILED {r.ct}: {r.error}", fg="red", err=True)
+        else:
+            click.echo(f"{r.ct} -> {r.output} ({r.structures} structures{', from cache' if r.cached else ''})")
+    failed = [r for r in results if r.error]
+    if failed:
+        raise VolprobeError(f"{len(failed)} of {len(results)} CTs failed (see above); the others were written")
+
+@main.command("relations")
+@click.argument("ct", type=click.Path())
+@click.option("--masks", required=True, type=click.Path(),
+              help="TotalSegmentator multilabel NIfTI, or a folder of <name>.nii.gz masks.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Relation graph JSON to write.")
+@click.option("--resample-masks", is_flag=True,
+              help="Resample masks on another grid to the CT by nearest neighbour (default: refuse).")
+@click.option("--centroid-margin", type=float, default=5.0, show_default=True,
+              help="mm; centroid directions closer than this are 'indeterminate'.")
+@click.option("--extent-margin", type=float, default=3.0, show_default=True,
+              help="mm; gap/overlap of extents needed for 'entirely above' or 'overlap'.")
+@click.option("--contact-tolerance", type=float, default=1.5, show_default=True,
+              help="mm; surface gap up to which two structures touch.")
+@click.option("--quiet", is_flag=True, help="Do not print the summary.")
+def relations_cmd(ct, masks, out, resample_masks, centroid_margin, extent_margin, contact_tolerance, quiet) -> None:
+    """Build the anatomy relation graph of a CT from its masks (patient RAS+ mm).
+
+    \b
+    Per structure: volume, centroid, extents, components, whether the field of view cuts it.
+    Per pair: left/right, anterior/posterior, superior/inferior (by centroids and by extents),
+    contact, containment, surface distance, volume ratio; each with its margin in mm and
+    'indeterminate' under the thresholds. A laterality audit checks that *_left/*_right
+    structures lie on their side of the midline; a failure (mirrored image, wrong header) is
+    printed loudly and stored in the output.
+    Example:
+      probe relations ct.nii.gz --masks masks/ct.nii.gz --out ct_relations.json
+    """
+    from volprobe.segmentation.relations import RelationThresholds, relations_for_case, summarize
+
+    thresholds = RelationThresholds(centroid_margin_mm=centroid_margin, extent_margin_mm=extent_margin,
+                                    contact_tolerance_mm=contact_tolerance)
+    graph = relations_for_case(ct, masks, out, resample_masks=resample_masks, thresholds=thresholds)
+    if not quiet:
+        click.echo(summarize(graph))
+    if not graph.audit.passed:
+        click.secho("WARNING: " + graph.audit.summary(), fg="red", bold=True, err=True)
+    click.echo(f"wrote {out}")
+
+
 # ---------------------------------------------------------------------------------------------
 # question sets: questions  (issue 3)
 # ---------------------------------------------------------------------------------------------
@@ -57,13 +174,416 @@ def seed_option(default: int = 0):
 # benchmarks: import 3drad / ctspatialvqa, score, fit-baseline  (issue 4)
 # ---------------------------------------------------------------------------------------------
 
+class _quiet_volprobe_warnings:
+    """Context: library warnings are collected in the result and printed once by the command."""
+
+    def __enter__(self):
+        import warnings
+
+        from volprobe.errors import VolprobeWarning
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", VolprobeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def _write_items_with_manifest(result, out: str, command: str, inputs: list, parameters: dict) -> None:
+    from volprobe.manifest import write_manifest
+    from volprobe.probes.items import write_items
+
+    n = write_items(result.items, out)
+    write_manifest(out, command, inputs=inputs, parameters=parameters,
+                   extra={"counts": result.counts, "missing_volumes": len(result.missing_volumes),
+                          "warnings": result.warnings})
+    click.echo(str(result), err=True)
+    click.echo(f"wrote {n} items to {out}")
+
+
+@main.group("import")
+def import_group() -> None:
+    """Read published benchmarks into items, and other harnesses' results into run records.
+
+    \b
+      probe import 3drad 3DRAD/ --split test --volumes ct_rate/valid --out 3drad_test.jsonl
+      probe import ctspatialvqa qa.jsonl --categories categories.json --out ctsvqa.jsonl
+      probe import predictions preds.jsonl --items ctsvqa.jsonl --model RadFM --out radfm.records.jsonl
+      probe import judged judged.csv --items ctsvqa.jsonl --out judged.records.jsonl
+    """
+
+
+@import_group.command("3drad")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="test = 3D-RAD-Bench, train = 3D-RAD-T (PATH/<split>/ or PATH itself if it is the split folder).")
+@click.option("--volumes", type=click.Path(exists=True, file_okay=False),
+              help="Folder of NIfTI/.npy volumes named after VolumeName (searched recursively). Missing "
+                   "volumes are reported; their items stay text-only.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Items file to write (JSON Lines).")
+def import_3drad_cmd(path, split, volumes, out) -> None:
+    """3D-RAD CSV folders -> items, tasks T1-T6 numbered as in the paper.
+
+    The release's folders swap the numbers of tasks 1 and 2; volprobe maps folders by NAME
+    (Anomaly Detection = T1, Image Observation = T2). A missing task folder is a warning;
+    a malformed row is an error naming its file and line.
+    """
+    from volprobe.probes.benchmarks.threedrad import load_3drad
+
+    with _quiet_volprobe_warnings():
+        result = load_3drad(path, split=split, volumes=volumes)
+    _write_items_with_manifest(result, out, f"probe import 3drad {path} --split {split}",
+                               [path], {"split": split, "volumes": volumes})
+
+
+@import_group.command("ctspatialvqa")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--categories", type=click.Path(exists=True, dir_okay=False),
+              help="JSON mapping case_id -> {qa_pairs: [{question, answer, category: [...]}]}.")
+@click.option("--volumes", type=click.Path(exists=True, file_okay=False),
+              help="Folder of volumes named after case_id (default: image_path relative to PATH's folder).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Items file to write (JSON Lines).")
+def import_ctspatialvqa_cmd(path, categories, volumes, out) -> None:
+    """CT-SpatialVQA JSON Lines -> open items with their spatial categories.
+
+    Scored by normalised match, token F1, BLEU-1/ROUGE-1 and spatial-term agreement
+    (left/right/bilateral, superior/inferior, anterior/posterior, medial/lateral/central).
+    """
+    from volprobe.probes.benchmarks.ctspatialvqa import load_ctspatialvqa
+
+    with _quiet_volprobe_warnings():
+        result = load_ctspatialvqa(path, categories=categories, volumes=volumes)
+    inputs = [p for p in (path, categories) if p]
+    _write_items_with_manifest(result, out, f"probe import ctspatialvqa {path}", inputs,
+                               {"categories": categories, "volumes": volumes})
+
+
+def _write_records_with_manifest(result, out: str, command: str, inputs: list, parameters: dict) -> None:
+    from volprobe.manifest import write_manifest
+    from volprobe.probes.benchmarks.aggregate import summarise
+    from volprobe.probes.benchmarks.external import write_records
+
+    n = write_records(result.records, out)
+    write_manifest(out, command, inputs=inputs, parameters=parameters, extra={"warnings": result.warnings})
+    click.echo(str(result), err=True)
+    for summary in summarise(result.records):
+        click.echo(str(summary))
+    click.echo(f"wrote {n} records to {out}")
+
+
+@import_group.command("predictions")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--items", "items_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The items the predictions answer (from `probe import ...`).")
+@click.option("--model", required=True, help="Model name to record.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Records file to write (JSON Lines).")
+def import_predictions_cmd(path, items_path, model, out) -> None:
+    """Another harness's predictions (JSON Lines with 'prediction') -> scored run records.
+
+    Rows are matched to items by item_id/id, question_id, or case (case_id/image_path) and question text.
+    """
+    from volprobe.probes.benchmarks.external import import_predictions
+    from volprobe.probes.items import read_items
+
+    with _quiet_volprobe_warnings():
+        result = import_predictions(path, read_items(items_path), model)
+    _write_records_with_manifest(result, out, f"probe import predictions {path} --model {model}",
+                                 [path, items_path], {"model": model})
+
+
+@import_group.command("judged")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--items", "items_path", type=click.Path(exists=True, dir_okay=False),
+              help="CT-SpatialVQA items (recommended: gives records their gold answers and categories).")
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="Judge fraction at or above which an answer is correct (0.5 = a majority of judges).")
+@click.option("--model", "models", multiple=True, help="Model column to read (repeatable; default: all numeric columns).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Records file to write (JSON Lines).")
+def import_judged_cmd(path, items_path, threshold, models, out) -> None:
+    """A judged-correctness CSV (question_id + one column per model) -> run records, one model per column."""
+    from volprobe.probes.benchmarks.external import import_judged
+    from volprobe.probes.items import read_items
+
+    items = read_items(items_path) if items_path else None
+    with _quiet_volprobe_warnings():
+        result = import_judged(path, items, threshold=threshold, models=list(models) or None)
+    inputs = [p for p in (path, items_path) if p]
+    _write_records_with_manifest(result, out, f"probe import judged {path}", inputs,
+                                 {"threshold": threshold, "models": list(models)})
+
+
+@main.group("baseline")
+def baseline_group() -> None:
+    """Blind baselines (question text only): fit on a training split, use as `--model prior:FILE`.
+
+    \b
+      probe import 3drad 3DRAD/ --split train --out train.jsonl
+      probe baseline fit --items train.jsonl --kind history-rule --out history.json
+      probe baseline eval --baseline history.json --items test.jsonl --out history.records.jsonl
+      probe run --model prior:history.json --items test.jsonl --control full --out runs/prior
+    """
+
+
+@baseline_group.command("fit")
+@click.option("--items", "items_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Training items (JSON Lines).")
+@click.option("--kind", required=True, type=click.Choice(["majority", "history-rule", "text-classifier"]),
+              help="majority: most frequent answer per task/subtask/label; history-rule: 3D-RAD Task 6 from "
+                   "the prior states in the question; text-classifier: TF-IDF + logistic regression.")
+@click.option("--min-count", type=int, default=5, show_default=True,
+              help="Fewest training items a group needs before its majority is used.")
+@seed_option()
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Baseline file to write (JSON).")
+def baseline_fit_cmd(items_path, kind, min_count, seed, out) -> None:
+    """Fit a blind baseline on training items and save it (a small JSON file)."""
+    from volprobe.manifest import write_manifest
+    from volprobe.probes.baselines import fit_baseline, save_baseline
+    from volprobe.probes.items import read_items
+
+    baseline = fit_baseline(read_items(items_path), kind, seed=seed, min_count=min_count)
+    save_baseline(baseline, out)
+    write_manifest(out, f"probe baseline fit --kind {kind}", inputs=[items_path], seed=seed,
+                   parameters={"kind": kind, "min_count": min_count})
+    click.echo(f"fitted {kind} on {baseline.n_fitted} items -> {out}")
+
+
+@baseline_group.command("eval")
+@click.option("--baseline", "baseline_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Baseline file from `probe baseline fit`.")
+@click.option("--items", "items_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Items to answer (JSON Lines), e.g. the test split.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Records file to write (JSON Lines).")
+def baseline_eval_cmd(baseline_path, items_path, out) -> None:
+    """Answer items with a fitted baseline (no model, no volume) and write scored run records."""
+    from volprobe.probes.baselines import evaluate_baseline, load_baseline
+    from volprobe.probes.items import read_items
+
+    result = evaluate_baseline(load_baseline(baseline_path), read_items(items_path), f"prior:{baseline_path}")
+    _write_records_with_manifest(result, out, f"probe baseline eval --baseline {baseline_path}",
+                                 [baseline_path, items_path], {})
+
+
+@main.command("score")
+@click.argument("records", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--bertscore-model", default=None, metavar="NAME_OR_DIR",
+              help="Add BERTScore F1 for open answers with this LOCAL model (folder or cached Hugging Face id, "
+                   "e.g. roberta-large); skipped with a note when it is not on this machine.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the summary as JSON.")
+def score_cmd(records, bertscore_model, out) -> None:
+    """Benchmark headline numbers per model, control and task from run records.
+
+    Pooled accuracy, the 3D-RAD paper's unweighted mean over subtask files, class-balanced
+    accuracy, unparseable/refused counts, and mean open-answer scores (BLEU-1, ROUGE-1, token F1,
+    spatial-term agreement, judge fraction). For CIs and paired tests use `probe report`.
+    """
+    import json
+    from dataclasses import asdict
+
+    from volprobe.manifest import write_manifest
+    from volprobe.probes.benchmarks.aggregate import summarise
+    from volprobe.probes.records import read_records
+
+    recs = [r for path in records for r in read_records(path)]
+    summaries = summarise(recs)
+    note = None
+    if bertscore_model:
+        from volprobe.probes.benchmarks.bertscore import add_bertscore
+
+        note = add_bertscore(summaries, recs, bertscore_model)
+        click.echo(note, err=True)
+    for summary in summaries:
+        click.echo(str(summary))
+    if out:
+        from pathlib import Path
+
+        Path(out).write_text(json.dumps({"summaries": [asdict(s) for s in summaries], "bertscore": note},
+                                        indent=2) + "\n")
+        write_manifest(out, "probe score", inputs=list(records), parameters={"bertscore_model": bertscore_model})
+        click.echo(f"wrote {out}")
+
+
 # ---------------------------------------------------------------------------------------------
 # runs: run, merge, controls, models  (issue 5)
 # ---------------------------------------------------------------------------------------------
 
+def _parse_model_options(pairs: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` pairs; values parsed as JSON when possible (numbers, true/false), else kept as text."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise VolprobeError(f"--model-option {pair!r}: expected KEY=VALUE, e.g. --model-option n_slices=16")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
+@main.command("run")
+@click.option("--model", "model_spec", required=True, metavar="NAME[:PATH]",
+              help="Registered model (see `probe models`), with local weights after a colon, e.g. m3d:/weights/M3D-RAD.")
+@click.option("--items", "items_path", required=True, type=click.Path(dir_okay=False),
+              help="Items file (JSON Lines). Relative volume paths are tried as given, then beside this file.")
+@click.option("--control", "controls", required=True, multiple=True, metavar="C[:VALUE]",
+              help="Control (repeatable; see `probe controls`), e.g. full, text_only, single_slice:evidence.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder: records.jsonl, excluded.jsonl, manifest.json (per shard with --shard). "
+                   "Rerunning the same command resumes.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (passed to the adapter).")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32", "auto"]), default="auto", show_default=True,
+              help="Weights dtype (passed to the adapter).")
+@click.option("--batch-size", type=int, default=1, show_default=True, help="Items per generate call.")
+@click.option("--limit", type=int, default=None, help="Only the first N items of the file.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Run only shard I of N (0-based: 0/4 .. 3/4); cases are split deterministically and stay "
+                   "whole. Join the shards with `probe merge`.")
+@click.option("--single-slice", type=click.Choice(["middle", "evidence", "outside"]), default=None,
+              help="Slice for a plain `--control single_slice`: the middle one (default), the middle of the item's "
+                   "evidence['axial_slices'], or one outside it.")
+@click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
+              help="Adapter option (repeatable), e.g. --model-option max_new_tokens=64.")
+@click.option("--label", default=None, help="Model name in the records (default: the --model spec as given).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@seed_option()
+def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size, limit, shard, single_slice,
+            model_options, label, no_progress, seed) -> None:
+    """Answer every item under every control; one JSON record per (item, control) in OUT.
+
+    \b
+    Records are appended and fsync'ed per batch; killing the run loses at most the batch in
+    flight, and rerunning the same command resumes without doing any item twice. Items are
+    grouped by case so each volume is read once and each (volume, control) input is prepared
+    once. Decoding is the adapter's (greedy by default) and is recorded with every record.
+    Examples:
+      probe run --model random --items items.jsonl --control full --control text_only --out runs/random
+      probe run --model m3d:/weights/M3D-RAD --items items.jsonl --control full --control mirror_lr \\
+          --out runs/m3d --device cuda --dtype bf16 --batch-size 8 --shard 0/4
+      probe merge runs/m3d --out runs/m3d-all
+    """
+    from volprobe.probes.engine import run_from_files
+
+    summary = run_from_files(model_spec, items_path, list(controls), out_dir, device=device, dtype=dtype,
+                             single_slice=single_slice, model_options=_parse_model_options(model_options),
+                             label=label, seed=seed, batch_size=batch_size, limit=limit, shard=shard,
+                             progress=not no_progress)
+    click.echo(str(summary))
+
+
+@main.command("merge")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="New folder for the joined records.jsonl, excluded.jsonl and manifest.json.")
+def merge_cmd(run_dirs, out_dir) -> None:
+    """Join the shards (and runs) in RUN_DIRS into one run folder.
+
+    \b
+    Every (item, control) pair that a shard's manifest expects must have exactly one record
+    or exclusion, and all shards 0..N-1 must be there; otherwise nothing is written and the
+    missing, duplicated or unexpected pairs are listed (exit status 2).
+    Example:
+      probe merge runs/m3d-shard0 runs/m3d-shard1 --out runs/m3d
+    """
+    from volprobe.probes.runstore import merge_runs
+
+    click.echo(str(merge_runs(run_dirs, out_dir)))
+
+
+@main.command("controls")
+def controls_cmd() -> None:
+    """List the registered controls and what evidence each removes or changes."""
+    from volprobe.controls import list_controls
+
+    for cls in list_controls():
+        gold = "gold may change" if cls.changes_gold else "gold unchanged"
+        params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
+        click.echo(f"{cls.name:<16} {cls.statement} [{gold}{'; ' + params if params else ''}]")
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """List the registered models (adapters and reference models)."""
+    from volprobe.probes.models import MODEL_REGISTRY, import_builtin_adapters
+
+    import_builtin_adapters()
+    for name in sorted(MODEL_REGISTRY):
+        cls = MODEL_REGISTRY[name]
+        doc = (cls.__doc__ or "").strip().splitlines()
+        image = "reads the image" if cls.uses_image else "blind"
+        click.echo(f"{name:<10} {doc[0] if doc else ''} [{image}; without image: {cls.no_image_mode}]")
+
+
 # ---------------------------------------------------------------------------------------------
 # statistics: report  (issue 6)
 # ---------------------------------------------------------------------------------------------
+
+@main.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder to write.")
+@click.option("--by", "by", multiple=True, metavar="GROUPING",
+              type=click.Choice(["task", "category", "subtask", "evidence", "prior_fixed"]),
+              help="Also report per group of items (repeatable). evidence: the patient axes an answer "
+                   "depends on (lr, si, lr+si, none); prior_fixed: whether normal anatomy fixes the answer.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level; CIs are 1-alpha.")
+@click.option("--correction", type=click.Choice(["holm", "fdr_bh"]), default="holm", show_default=True,
+              help="Multiple-comparison adjustment over every test in the report (fdr_bh: Benjamini-Hochberg).")
+@click.option("--reference", default="full", show_default=True, help="Control every other control is compared with.")
+@click.option("--baseline", "baselines", multiple=True, metavar="MODEL",
+              help="Treat MODEL as a blind baseline (repeatable; models named prior or prior:* always are).")
+@click.option("--pairwise-control", "pairwise_controls", multiple=True, metavar="CONTROL",
+              help="Compare models with each other under CONTROL (repeatable; default: the reference).")
+@click.option("--chance-test", type=click.Choice(["two-sided", "greater", "less"]), default="two-sided",
+              show_default=True, help="Sidedness of the test against chance (two-sided supports 'below chance').")
+@click.option("--n-boot", type=int, default=2000, show_default=True, help="Cluster-bootstrap resamples.")
+@click.option("--n-perm", type=int, default=10000, show_default=True, help="Permutations for continuous scores.")
+@click.option("--intersect", is_flag=True,
+              help="When a control lacks items of the reference, compare the shared items instead of failing.")
+@click.option("--no-figures", is_flag=True, help="Skip the PNG/PDF figures.")
+@seed_option()
+def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_controls, chance_test, n_boot,
+               n_perm, intersect, no_figures, seed) -> None:
+    """Statistics and paper-ready tables from run records: does each model use the volume?
+
+    RUNS are run directories (RUN_DIR/records*.jsonl, e.g. one per model) or records files;
+    they are combined. Writes OUT/report.md, report.json, tables/*.csv|tex, figures/*.png|pdf and
+    manifest.json. Records with a model error are excluded from accuracy and paired tests and listed.
+
+    \b
+    Example:
+      probe report runs/qwen runs/m3d runs/prior --by task --out report/
+    """
+    from volprobe.stats.analysis import ReportSettings
+    from volprobe.stats.report import make_report
+
+    settings = ReportSettings(alpha=alpha, correction=correction, reference=reference, by=by, baselines=baselines,
+                              pairwise_controls=pairwise_controls, chance_alternative=chance_test, n_boot=n_boot,
+                              n_perm=n_perm, seed=seed, intersect=intersect)
+    report = make_report(runs, out, settings, figures=not no_figures,
+                         command="probe report " + " ".join(sys.argv[2:]))
+    click.echo(str(report))
+
+
+@main.command("power")
+@click.option("--items", "n", required=True, type=click.IntRange(min=1), help="Number of paired items planned.")
+@click.option("--discordance", required=True, type=click.FloatRange(0, 1),
+              help="Expected share of items right under one condition and wrong under the other.")
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--power", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
+@click.option("--one-sided", is_flag=True, help="One-sided McNemar test (a drop only).")
+def power_cmd(n, discordance, alpha, power, one_sided) -> None:
+    """Minimum detectable accuracy drop (full vs a control) for a planned number of items.
+
+    \b
+    Example:
+      probe power --items 1304 --discordance 0.2
+    """
+    from volprobe.stats.power import minimum_detectable_drop
+
+    click.echo(str(minimum_detectable_drop(n, discordance, alpha, power, "greater" if one_sided else "two-sided")))
+
 
 # ---------------------------------------------------------------------------------------------
 # demo  (issue 7)

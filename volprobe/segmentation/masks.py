@@ -7,14 +7,15 @@ ids differ between TotalSegmentator versions and tasks.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from volprobe.errors import MaskError, VolumeReadError
-from volprobe.segmentation.volume import NIFTI_SUFFIXES, Volume, describe_grid
+from volprobe.errors import MaskError, VolprobeWarning, VolumeReadError
+from volprobe.segmentation.volume import NIFTI_SUFFIXES, Volume, describe_grid, nifti_orientation_known
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,15 +97,20 @@ def check_same_grid(labels_shape, labels_affine, volume: Volume, what: str, atol
         raise MaskError(
             f"{what} is not on the CT's voxel grid.\n  mask: {describe_grid(labels_shape, labels_affine)}\n"
             f"  CT:   {volume.describe_grid()}\n"
-            "Pass resample=True (CLI: --resample-masks) to resample the mask to the CT by nearest neighbour."
+            "Pass resample=True (CLI: --resample-masks) to resample the mask to the CT by nearest neighbour "
+            "in patient mm, or segment this CT itself (probe segment)."
         )
 
 
 def resample_labels_nearest(labels: np.ndarray, affine: np.ndarray, reference: Volume) -> np.ndarray:
-    """Resample an integer label array onto ``reference``'s grid by nearest neighbour (in patient mm)."""
+    """Resample an integer label array onto ``reference``'s grid by nearest neighbour (in patient mm).
+
+    Each CT voxel takes the label of the mask voxel whose centre is nearest to it in the mask's
+    index space; CT voxels outside the mask's field of view get 0.
+    """
     from scipy import ndimage
 
-    # voxel index in the mask for each reference voxel: inv(A_mask) @ A_ref
+    # mask voxel index of each reference voxel: inv(A_mask) @ A_ref
     mapping = np.linalg.inv(np.asarray(affine, float)) @ reference.affine
     out = ndimage.affine_transform(labels, mapping[:3, :3], offset=mapping[:3, 3], output_shape=reference.shape,
                                    order=0, mode="constant", cval=0)
@@ -115,23 +121,47 @@ def load_masks(path: str | Path, reference: Volume | None = None, *, resample: b
                task: str = "total") -> LabelMap:
     """Import masks: a TotalSegmentator multilabel NIfTI or a folder of per-class ``<name>.nii.gz`` files.
 
-    Label names come from the NIfTI header extension when present, else TotalSegmentator's
-    class map for ``task``. With ``reference`` the grid is checked (or resampled if ``resample``).
+    Label names come from the NIfTI header extension TotalSegmentator writes when present,
+    else from TotalSegmentator's class map for ``task``. In a folder each file is one structure
+    named after the file; ids follow TotalSegmentator's class map where the name is known.
+    With ``reference`` (the CT) the grid is checked, or resampled by nearest neighbour in
+    patient mm if ``resample``.
 
     Raises:
         FileNotFoundError: missing path.
-        MaskError: unreadable, empty, mis-shaped or off-grid masks.
+        MaskError: unreadable, empty, mis-shaped, non-integer or off-grid masks (naming both grids).
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"masks not found: {p} (no such file or folder)")
     if p.is_dir():
-        lm = _load_mask_folder(p, reference, resample)
+        labels, affine, names = _read_mask_folder(p)
     else:
-        lm = _load_multilabel(p, reference, resample, task)
-    if not lm.present():
-        raise MaskError(f"{p}: masks are empty (no labelled voxel)")
-    return lm
+        labels, affine, names = _read_multilabel(p, task)
+    if not labels.any():
+        raise MaskError(f"{p}: masks are empty (every voxel is 0, no structure labelled); "
+                        "TotalSegmentator writes empty masks when a structure is outside the scan")
+    if reference is not None and not reference.same_grid(labels.shape, affine):
+        if not resample:
+            check_same_grid(labels.shape, affine, reference, f"mask {p}")
+        labels, affine = _resample_checked(labels, affine, reference, names, p)
+    return LabelMap(labels=labels, affine=np.asarray(affine, float), names=names, source=str(p))
+
+
+def _resample_checked(labels: np.ndarray, affine: np.ndarray, reference: Volume, names: Mapping[int, str],
+                      p: Path) -> tuple[np.ndarray, np.ndarray]:
+    before = set(np.unique(labels).tolist()) - {0}
+    out = resample_labels_nearest(labels, affine, reference)
+    lost = before - set(np.unique(out).tolist())
+    if lost == before:
+        raise MaskError(f"{p}: after resampling onto the CT's grid no structure is left: the mask does not "
+                        f"overlap the CT in patient space.\n  mask: {describe_grid(labels.shape, affine)}\n"
+                        f"  CT:   {reference.describe_grid()}")
+    if lost:
+        warnings.warn(f"{p}: structures lost when resampling onto the CT's grid (outside the CT or smaller than "
+                      f"its voxels): {', '.join(sorted(names.get(i, str(i)) for i in lost))}",
+                      VolprobeWarning, stacklevel=3)
+    return out, reference.affine
 
 
 def _nib_load(path: Path):
@@ -147,76 +177,85 @@ def _nib_load(path: Path):
         data = data[..., 0]
     if data.ndim != 3:
         raise MaskError(f"{path}: mask has shape {data.shape}; a 3D label image is needed")
+    if not nifti_orientation_known(img):
+        raise MaskError(f"{path}: mask has neither sform nor qform, so its orientation is unknown")
     return img, np.asarray(data)
 
 
 def _as_labels(data: np.ndarray, path: Path) -> np.ndarray:
     if np.issubdtype(data.dtype, np.integer):
-        return data
-    rounded = np.rint(data)
-    if not np.allclose(rounded, data):
-        raise MaskError(f"{path}: mask holds non-integer values (a probability map?); threshold it first")
-    return rounded.astype(np.int32 if rounded.max() > 255 else np.uint8)
+        labels = data
+    else:
+        rounded = np.rint(data)
+        if not np.allclose(rounded, data, equal_nan=False):
+            raise MaskError(f"{path}: mask holds non-integer values (a probability map?); threshold it first")
+        labels = rounded.astype(np.int32 if rounded.max() > 255 else np.uint8)
+    if labels.size and labels.min() < 0:
+        raise MaskError(f"{path}: mask holds negative labels (minimum {labels.min()}); labels are ids >= 0")
+    return labels
 
 
-def _fit_grid(labels: np.ndarray, affine: np.ndarray, reference: Volume | None, resample: bool, what: str):
-    if reference is None or reference.same_grid(labels.shape, affine):
-        return labels, affine
-    if not resample:
-        check_same_grid(labels.shape, affine, reference, what)
-    return resample_labels_nearest(labels, affine, reference), reference.affine
-
-
-def _load_multilabel(p: Path, reference: Volume | None, resample: bool, task: str) -> LabelMap:
+def _read_multilabel(p: Path, task: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     img, data = _nib_load(p)
     labels = _as_labels(data, p)
     names = read_label_names_from_header(img)
+    origin = "its NIfTI header extension"
     if names is None:
-        names = totalsegmentator_class_map(task)
+        names, origin = totalsegmentator_class_map(task), f"TotalSegmentator's '{task}' class map"
     unknown = sorted(set(np.unique(labels).tolist()) - set(names) - {0})
     if unknown:
-        raise MaskError(f"{p}: label ids {unknown[:10]} have no name in the header extension or in "
-                        f"TotalSegmentator's '{task}' class map; pass a folder of <name>.nii.gz files instead")
-    labels, affine = _fit_grid(labels, img.affine, reference, resample, f"mask {p}")
-    return LabelMap(labels=labels, affine=affine, names=names, source=str(p))
+        raise MaskError(f"{p}: label ids {unknown[:10]} have no name in {origin}; pass a folder of "
+                        "<name>.nii.gz files instead, or the task the masks come from (task=...)")
+    return labels, img.affine, dict(names)
 
 
-def _load_mask_folder(p: Path, reference: Volume | None, resample: bool) -> LabelMap:
-    files = sorted(f for f in p.iterdir() if f.name.lower().endswith(NIFTI_SUFFIXES))
+def _mask_name(f: Path) -> str:
+    return f.name[: -len(".nii.gz")] if f.name.lower().endswith(".nii.gz") else f.name[: -len(".nii")]
+
+
+def _read_mask_folder(p: Path) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(NIFTI_SUFFIXES))
     if not files:
         raise MaskError(f"{p}: folder holds no .nii/.nii.gz mask files")
-    labels = None
-    affine = None
+    known = {name: i for i, name in totalsegmentator_class_map("total").items()}
+    next_id = max(known.values()) + 1
+    labels = affine = None
     names: dict[int, str] = {}
     overlaps = []
-    for n, f in enumerate(files, start=1):
+    for f in files:
         img, data = _nib_load(f)
-        name = f.name[: -len(".nii.gz")] if f.name.lower().endswith(".nii.gz") else f.name[: -len(".nii")]
-        binary = data > 0.5
+        data = _as_labels(data, f)
+        name = _mask_name(f)
         if labels is None:
-            labels = np.zeros(binary.shape, dtype=np.uint8 if len(files) < 255 else np.uint16)
+            labels = np.zeros(data.shape, dtype=np.uint16)
             affine = img.affine
-        elif binary.shape != labels.shape or not np.allclose(img.affine, affine, atol=1e-3):
+        elif data.shape != labels.shape or not np.allclose(img.affine, affine, atol=1e-3):
             raise MaskError(f"{f}: not on the same grid as {files[0].name}:\n"
-                            f"  {f.name}: {describe_grid(binary.shape, img.affine)}\n"
+                            f"  {f.name}: {describe_grid(data.shape, img.affine)}\n"
                             f"  {files[0].name}: {describe_grid(labels.shape, affine)}")
+        values = np.unique(data)
+        if len(values[values != 0]) > 1:
+            raise MaskError(f"{f}: holds {len(values[values != 0])} different labels, so it is a multilabel map, "
+                            "not one structure; pass the file itself instead of the folder")
+        binary = data != 0
         if not binary.any():
             continue  # TotalSegmentator writes empty files for absent classes
+        if name in known:
+            label_id = known[name]
+        else:
+            label_id, next_id = next_id, next_id + 1
         clash = binary & (labels > 0)
         if clash.any():
             overlaps.append((name, int(clash.sum())))
-        labels[binary] = n
-        names[n] = name
+        labels[binary] = label_id
+        names[label_id] = name
     assert labels is not None and affine is not None
     if overlaps:
-        import warnings
-
-        from volprobe.errors import VolprobeWarning
-
         warnings.warn(f"{p}: overlapping masks; later files (alphabetical) win: "
                       + ", ".join(f"{nm} ({v} voxels)" for nm, v in overlaps[:5]), VolprobeWarning, stacklevel=3)
-    labels, affine = _fit_grid(labels, affine, reference, resample, f"masks in {p}")
-    return LabelMap(labels=labels, affine=affine, names=names, source=str(p))
+    if labels.max() <= 255:
+        labels = labels.astype(np.uint8)
+    return labels, affine, names
 
 
 def label_map_from_volume(volume: Volume, labels: np.ndarray, names: Mapping[int, str]) -> LabelMap:

@@ -148,34 +148,40 @@ def describe_grid(shape: tuple[int, ...], affine: np.ndarray) -> str:
 
 def load_volume(path: str | Path, *, series: str | None = None, patient: str | None = None,
                 check_ct: bool = True) -> Volume:
-    """Read a CT from NIfTI (.nii, .nii.gz), NRRD/MHA/MHD, or a folder holding one DICOM series.
+    """Read a CT from NIfTI (.nii, .nii.gz), NRRD/MHA/MHD, or a folder holding a DICOM series.
+
+    The result's affine maps voxel indices to patient RAS+ mm whatever the file's own
+    convention (NIfTI is RAS+; ITK formats and DICOM are LPS+ and converted). The voxel
+    array is kept in stored order.
 
     Args:
-        path: file or DICOM folder.
-        series: DICOM SeriesInstanceUID to read when the folder holds several series.
+        path: file, or folder of DICOM files.
+        series: DICOM SeriesInstanceUID (or a unique prefix of it) when the folder holds several series.
         patient: patient id to attach (for controls that must not pair a patient with itself).
         check_ct: warn (:class:`VolprobeWarning`) when intensities do not look like HU.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        VolumeReadError: unreadable/truncated file, 2D or 4D image, several DICOM series, ...
+        VolumeReadError: unreadable or truncated file; a 2D image or a 4D image (names the extra
+            axis); a NIfTI without orientation; a folder with no or several DICOM series; DICOM
+            slices unevenly spaced (a missing slice).
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"CT not found: {p} (no such file or folder)")
     if p.is_dir():
         vol = _read_dicom_folder(p, series)
+    elif series is not None:
+        raise VolumeReadError(f"{p}: series={series!r} selects a series in a DICOM folder; {p.name} is a file")
     elif p.name.lower().endswith(NIFTI_SUFFIXES):
         vol = _read_nifti(p)
-    elif p.name.lower().endswith(ITK_SUFFIXES):
-        vol = _read_itk_file(p)
     elif p.suffix.lower() == ".npy":
         raise VolumeReadError(
             f"{p}: a .npy array has no voxel-to-patient geometry, so left/right cannot be known; "
             "convert it to NIfTI with its affine (or use the benchmark loaders, which accept .npy for text-only use)"
         )
     else:
-        vol = _read_itk_file(p)  # let ITK try any other format it knows
+        vol = _read_itk_file(p)  # NRRD/MHA/MHD, or any other format ITK knows
     if patient is not None:
         vol = Volume(vol.array, vol.affine, vol.source, patient, vol.meta)
     if check_ct:
@@ -184,22 +190,25 @@ def load_volume(path: str | Path, *, series: str | None = None, patient: str | N
 
 
 def _check_dims(shape: tuple[int, ...], path: Path, axis_names: tuple[str, ...] = ("i", "j", "k", "t", "u")) -> tuple[int, ...]:
-    """Squeeze trailing singleton axes; reject 2D and true 4D+ images with a specific message."""
-    dims = list(shape)
+    """Drop trailing singleton axes past the third; reject empty, 2D and true 4D+ images, saying why."""
+    dims = [int(n) for n in shape]
     while len(dims) > 3 and dims[-1] == 1:
         dims.pop()
-    if len(dims) < 3 or (len(dims) == 3 and dims[2] == 1):
+    if 0 in dims:
+        raise VolumeReadError(f"{path}: the image holds no voxels (shape {tuple(shape)})")
+    if len(dims) < 3 or min(dims[:3]) == 1:
         raise VolumeReadError(
             f"{path}: this is a 2D image (shape {tuple(shape)}); volprobe needs a 3D CT volume "
-            "(for a single slice use the single_slice control on the full volume instead)"
+            "(a DICOM slice? give the folder holding the whole series; for single-slice experiments "
+            "use the single_slice control on the full volume)"
         )
     if len(dims) > 3:
         extra = [f"axis {n} ({axis_names[n] if n < len(axis_names) else n}) has {dims[n]} entries"
                  for n in range(3, len(dims)) if dims[n] > 1]
         raise VolumeReadError(
-            f"{path}: this is a {len(dims)}D image (shape {tuple(shape)}): {'; '.join(extra)}. "
-            "volprobe needs one 3D CT; extract one time point or channel first, "
-            "e.g. nibabel.Nifti1Image(img.dataobj[..., 0], img.affine)"
+            f"{path}: this is a {len(dims)}D image (shape {tuple(shape)}): {'; '.join(extra)}, "
+            "beyond the three spatial axes. volprobe needs one 3D CT; extract one time point or channel "
+            "first, e.g. nibabel.Nifti1Image(img.dataobj[..., 0], img.affine)"
         )
     return tuple(dims)
 
@@ -210,20 +219,26 @@ def _read_nifti(p: Path) -> Volume:
     try:
         img = nib.load(str(p))
         shape = _check_dims(img.shape, p)
-        data = np.asanyarray(img.dataobj)
+        if not nifti_orientation_known(img):
+            raise VolumeReadError(
+                f"{p}: NIfTI has neither sform nor qform (both codes 0), so the patient's orientation "
+                "(which side is left) is unknown; rewrite it with its true affine, e.g. with volprobe's save_nifti")
+        data = np.asarray(np.asanyarray(img.dataobj)).reshape(shape)
     except VolumeReadError:
         raise
-    except Exception as exc:  # nibabel raises many types for corrupt/truncated files
+    except Exception as exc:  # nibabel raises many types (EOFError, zlib.error, ImageFileError, ...)
         raise VolumeReadError(f"{p}: cannot read as NIfTI ({type(exc).__name__}: {exc}); "
                               "the file may be truncated or not a NIfTI image") from exc
-    data = np.asarray(data).reshape(shape)
-    affine = img.affine
-    if affine is None:
-        raise VolumeReadError(f"{p}: NIfTI has no usable sform/qform, so patient orientation is unknown")
-    return Volume(array=data, affine=np.asarray(affine, dtype=float), source=str(p))
+    return Volume(array=data, affine=np.asarray(img.affine, dtype=float), source=str(p))
 
 
-def _sitk_to_volume(img, source: str) -> Volume:
+def nifti_orientation_known(img) -> bool:
+    """False when a NIfTI image has neither sform nor qform (nibabel then guesses an affine without orientation)."""
+    header = img.header
+    return not ("sform_code" in header and int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0)
+
+
+def _sitk_to_volume(img, source: str, meta: dict | None = None) -> Volume:
     """Convert a SimpleITK image (LPS+) to a Volume (RAS+), keeping the voxel order i, j, k = x, y, z."""
     import SimpleITK as sitk
 
@@ -231,11 +246,23 @@ def _sitk_to_volume(img, source: str) -> Volume:
     arr = np.ascontiguousarray(np.transpose(arr, (2, 1, 0)))
     direction = np.array(img.GetDirection(), dtype=float).reshape(3, 3)
     spacing = np.array(img.GetSpacing(), dtype=float)
-    origin = np.array(img.GetOrigin(), dtype=float)
     lps = np.eye(4)
     lps[:3, :3] = direction * spacing[None, :]
-    lps[:3, 3] = origin
-    return Volume(array=arr, affine=LPS_TO_RAS @ lps, source=source)
+    lps[:3, 3] = np.array(img.GetOrigin(), dtype=float)
+    return Volume(array=arr, affine=LPS_TO_RAS @ lps, source=source, meta=dict(meta or {}))
+
+
+def to_sitk(vol: Volume):
+    """The Volume as a SimpleITK image (LPS+ origin/direction/spacing), for ITK-format writing."""
+    import SimpleITK as sitk
+
+    lps = LPS_TO_RAS @ vol.affine  # diag(-1,-1,1) is its own inverse
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(vol.array, (2, 1, 0))))
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    img.SetDirection(tuple(float(d) for d in (lps[:3, :3] / spacing[None, :]).ravel()))
+    img.SetOrigin(tuple(float(o) for o in lps[:3, 3]))
+    return img
 
 
 def _read_itk_file(p: Path) -> Volume:
@@ -249,7 +276,8 @@ def _read_itk_file(p: Path) -> Volume:
         ncomp = reader.GetNumberOfComponents()
     except RuntimeError as exc:
         raise VolumeReadError(f"{p}: cannot read as an image ({_first_line(exc)}); "
-                              "the file may be truncated or in a format ITK does not know") from exc
+                              "the file may be truncated or in a format ITK does not know "
+                              "(volprobe reads NIfTI, NRRD, MHA/MHD and DICOM series folders)") from exc
     if ncomp > 1:
         raise VolumeReadError(f"{p}: the image has {ncomp} components per voxel (colour or vector image); "
                               "a CT has one")
@@ -262,7 +290,7 @@ def _read_itk_file(p: Path) -> Volume:
 
 
 def list_dicom_series(folder: str | Path) -> dict[str, list[str]]:
-    """SeriesInstanceUID → sorted file list for every DICOM series in ``folder`` (not recursive)."""
+    """SeriesInstanceUID → file list (sorted by slice position) for every DICOM series in ``folder`` (not recursive)."""
     import SimpleITK as sitk
 
     folder = str(folder)
@@ -270,35 +298,84 @@ def list_dicom_series(folder: str | Path) -> dict[str, list[str]]:
     return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)) for uid in uids}
 
 
+def _describe_series(uid: str, files: list[str]) -> str:
+    """``UID  (N files, CT, #3 'Abdomen 1.0 B30f')`` from the first file's header."""
+    import SimpleITK as sitk
+
+    bits = [f"{len(files)} file{'s' if len(files) != 1 else ''}"]
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(files[0])
+        reader.ReadImageInformation()
+        for tag, fmt in (("0008|0060", "{}"), ("0020|0011", "#{}"), ("0008|103e", "'{}'")):
+            if reader.HasMetaDataKey(tag) and reader.GetMetaData(tag).strip():
+                bits.append(fmt.format(reader.GetMetaData(tag).strip()))
+    except RuntimeError:
+        pass
+    return f"{uid}  ({', '.join(bits)})"
+
+
+def _choose_series(p: Path, all_series: dict[str, list[str]], series: str | None) -> str:
+    listing = "\n".join(f"  {_describe_series(uid, files)}" for uid, files in all_series.items())
+    if series is None:
+        if len(all_series) == 1:
+            return next(iter(all_series))
+        raise VolumeReadError(
+            f"{p}: folder holds {len(all_series)} DICOM series:\n{listing}\n"
+            "choose one with series='<SeriesInstanceUID>' (CLI: --series UID; a unique prefix is enough) "
+            "or move each series to its own folder"
+        )
+    matches = [uid for uid in all_series if uid == series] or [uid for uid in all_series if uid.startswith(series)]
+    if len(matches) != 1:
+        problem = "matches several series" if matches else "matches no series"
+        raise VolumeReadError(f"{p}: series {series!r} {problem}; present:\n{listing}")
+    return matches[0]
+
+
 def _read_dicom_folder(p: Path, series: str | None) -> Volume:
     import SimpleITK as sitk
 
     all_series = list_dicom_series(p)
     if not all_series:
-        raise VolumeReadError(f"{p}: folder holds no readable DICOM series "
-                              "(give a NIfTI/NRRD/MHA file, or a folder of .dcm files of one series)")
-    if series is None:
-        if len(all_series) > 1:
-            listing = "\n".join(f"  {uid}  ({len(files)} files, e.g. {Path(files[0]).name})"
-                                for uid, files in all_series.items())
-            raise VolumeReadError(
-                f"{p}: folder holds {len(all_series)} DICOM series:\n{listing}\n"
-                "choose one with series='<SeriesInstanceUID>' (CLI: --series UID) or move it to its own folder"
-            )
-        series = next(iter(all_series))
-    if series not in all_series:
-        raise VolumeReadError(f"{p}: no DICOM series {series!r}; present: {', '.join(all_series)}")
-    files = all_series[series]
-    if len(files) < 2:
-        raise VolumeReadError(f"{p}: DICOM series {series} has a single file: a 2D image, not a 3D CT volume")
+        inside = [d.name for d in sorted(p.iterdir()) if d.is_dir() and list_dicom_series(d)][:5]
+        hint = (f"; these subfolders hold DICOM series: {', '.join(inside)} (pass one of them)" if inside else
+                "; give a NIfTI/NRRD/MHA file, or a folder of the .dcm files of one series")
+        raise VolumeReadError(f"{p}: folder holds no readable DICOM series{hint}")
+    uid = _choose_series(p, all_series, series)
+    files = all_series[uid]
+    if len(files) == 1:  # a multi-frame file is a volume; a single slice is rejected as 2D
+        vol = _read_itk_file(Path(files[0]))
+        return Volume(vol.array, vol.affine, str(p), None, {"dicom_series": uid})
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise VolumeReadError(f"{p}: cannot read DICOM series {series} ({_first_line(exc)})") from exc
-    vol = _sitk_to_volume(img, str(p))
-    return Volume(vol.array, vol.affine, vol.source, None, {"dicom_series": series})
+        raise VolumeReadError(f"{p}: cannot read DICOM series {uid} ({_first_line(exc)})") from exc
+    _check_slice_spacing(reader, img, p, uid)
+    return _sitk_to_volume(img, str(p), {"dicom_series": uid, "dicom_files": len(files)})
+
+
+def _check_slice_spacing(reader, img, p: Path, uid: str, rel_tol: float = 0.1) -> None:
+    """Reject a series whose slices are not evenly spaced along the slice normal (missing or duplicate slices)."""
+    tag = "0020|0032"  # ImagePositionPatient, LPS mm
+    n = len(reader.GetFileNames())
+    if not all(reader.HasMetaDataKey(i, tag) for i in range(n)):
+        return
+    positions = np.array([[float(v) for v in reader.GetMetaData(i, tag).split("\\")] for i in range(n)])
+    normal = np.array(img.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+    along = np.sort(positions @ normal)
+    gaps = np.diff(along)
+    median = float(np.median(gaps))
+    bad = np.flatnonzero(np.abs(gaps - median) > max(0.05, rel_tol * median))
+    if bad.size:
+        where = ", ".join(f"{gaps[b]:.2f} mm after slice at {along[b]:.2f} mm" for b in bad[:3])
+        raise VolumeReadError(
+            f"{p}: DICOM series {uid} has unevenly spaced slices (usual gap {median:.2f} mm; {where}); "
+            "a slice is missing or duplicated, so voxel positions would be wrong. Complete the series, or "
+            "resample it to even spacing (e.g. with dcm2niix or 3D Slicer) and pass the NIfTI"
+        )
 
 
 def _first_line(exc: Exception) -> str:
@@ -308,22 +385,29 @@ def _first_line(exc: Exception) -> str:
 
 
 def warn_if_not_ct(vol: Volume) -> None:
-    """Warn when intensities do not look like Hounsfield units (no air near −1000, or a [0, 1]/[0, 255] range)."""
+    """Warn when intensities do not look like Hounsfield units (no air near −1000, a [0, 1]/[0, 255] range, NaNs)."""
     arr = vol.array
     sample = arr[:: max(1, arr.shape[0] // 64), :: max(1, arr.shape[1] // 64), :: max(1, arr.shape[2] // 64)]
-    lo, hi = float(np.min(sample)), float(np.max(sample))
     reasons = []
-    if lo > -500:
-        reasons.append(f"no air-like values (minimum {lo:g}; CT air is about -1000 HU)")
-    if hi - lo <= 1.0 + 1e-6:
-        reasons.append(f"values span only [{lo:g}, {hi:g}] (looks normalised)")
-    elif lo >= 0 and hi <= 255:
-        reasons.append(f"values span [{lo:g}, {hi:g}] (looks like an 8-bit image)")
+    finite = np.isfinite(sample) if np.issubdtype(sample.dtype, np.floating) else None
+    if finite is not None and not finite.all():
+        reasons.append("non-finite values (NaN/inf)")
+        sample = sample[finite]
+    if sample.size:
+        lo, hi = float(np.min(sample)), float(np.max(sample))
+        if lo > -500:
+            reasons.append(f"no air-like values (minimum {lo:g}; CT air is about -1000 HU)")
+        if hi - lo <= 1.0 + 1e-6:
+            reasons.append(f"values span only [{lo:g}, {hi:g}] (looks normalised)")
+        elif lo >= 0 and hi <= 255:
+            reasons.append(f"values span [{lo:g}, {hi:g}] (looks like an 8-bit image)")
     if reasons:
         warnings.warn(f"{vol.source or 'volume'}: intensities do not look like CT in HU: {'; '.join(reasons)}. "
                       "Check rescale slope/intercept; HU-based steps (windowing, thresholds) may be wrong.",
                       VolprobeWarning, stacklevel=3)
 
+
+# -- writing --------------------------------------------------------------------
 
 def save_nifti(vol: Volume, path: str | Path) -> Path:
     """Write a Volume as NIfTI (affine stored as sform and qform, RAS+)."""
@@ -335,4 +419,16 @@ def save_nifti(vol: Volume, path: str | Path) -> Path:
     img.set_qform(vol.affine, code=1)
     img.set_sform(vol.affine, code=1)
     nib.save(img, str(path))
+    return path
+
+
+def save_volume(vol: Volume, path: str | Path) -> Path:
+    """Write a Volume as NIfTI (.nii, .nii.gz) or an ITK format (.nrrd, .mha, .mhd; stored LPS+ as ITK does)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        return save_nifti(vol, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(to_sitk(vol), str(path), True)
     return path

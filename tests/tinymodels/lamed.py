@@ -1,0 +1,52 @@
+"""Builders of tiny M3D-LaMed (1x1x32x256x256) and Med3DVLM (1x1x128x256x256) style model folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tinymodels.text import train_tokenizer
+
+LAMED_SPECIAL = ["<unk>", "<s>", "</s>", "<im_patch>"]
+MODELING_FILE = Path(__file__).with_name("lamed_modeling.py")
+
+
+def build_lamed(folder: Path, image_size=(32, 256, 256), patch_size=(4, 16, 16), pool_grid=(4, 8, 8),
+                separate_vision_tower: bool = False, seed: int = 0) -> None:
+    """Write config, remote code, weights and tokenizer of a 2-layer (hidden 64) M3D-style model.
+
+    ``pool_grid`` cells are the image tokens (4 x 8 x 8 = 256, M3D's ``proj_out_num``).
+    ``separate_vision_tower``: also save the vision tower alone as ``vision_tower.bin`` with other random
+    values (Med3DVLM ships its DCFormer weights that way and its demo loads them after the model).
+    """
+    import sys
+
+    import torch
+
+    tok = train_tokenizer(LAMED_SPECIAL, bos="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<unk>")
+    shutil.copy(MODELING_FILE, folder / MODELING_FILE.name)
+    sys.path.insert(0, str(MODELING_FILE.parent))
+    try:
+        import lamed_modeling as remote
+    finally:
+        sys.path.remove(str(MODELING_FILE.parent))
+    proj_out_num = int(torch.tensor(pool_grid).prod())
+    config = remote.TinyLamedConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, image_size=list(image_size),
+        patch_size=list(patch_size), pool_grid=list(pool_grid), vision_dim=16, proj_out_num=proj_out_num)
+    torch.manual_seed(seed)
+    model = remote.TinyLamedForCausalLM(config)
+    model.save_pretrained(folder)
+    config_file = folder / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["auto_map"] = {"AutoConfig": "lamed_modeling.TinyLamedConfig",
+                         "AutoModelForCausalLM": "lamed_modeling.TinyLamedForCausalLM"}
+    config_file.write_text(json.dumps(saved, indent=2))
+    tok.save_pretrained(folder)
+    if separate_vision_tower:
+        torch.manual_seed(seed + 1)
+        tower = remote.TinyVisionTower(config)
+        torch.save(tower.state_dict(), folder / "vision_tower.bin")

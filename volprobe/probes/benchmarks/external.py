@@ -1,0 +1,216 @@
+"""Other harnesses' results as volprobe run records, so published runs can be tested statistically.
+
+- :func:`import_predictions`: JSON Lines with a ``prediction`` per QA pair (CT-SpatialVQA style:
+  ``image_path``, ``question``, ``prediction``, ``answer``; or any items file's ``item_id``/``id`` or
+  ``question_id``), scored here with :func:`~volprobe.probes.scoring.score_output`.
+- :func:`import_judged`: a CSV with a ``question_id`` column (``<case_id>::<index>``) and one column per
+  model holding the fraction of judges who accepted its answer (0, 0.33, 0.66, 1). An answer is
+  **correct when the fraction is ≥ 0.5** (a majority of judges; change with ``threshold``); the fraction
+  is kept as ``scores['judge_fraction']``. Columns whose values are not all numbers (notes) are skipped
+  with a warning; empty cells mean "not judged" and give no record.
+
+Both give :class:`~volprobe.probes.records.RunRecord` objects with ``model`` = the given name or the
+column name and ``control='full'``; :func:`write_records` saves them as JSON Lines for ``volprobe.stats``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from volprobe.errors import FormatError
+from volprobe.probes.benchmarks.common import (RecordsImport, first_few, iter_csv_rows, iter_json_lines,
+                                               parse_ctrate_name, strip_volume_suffix)
+from volprobe.probes.benchmarks.ctspatialvqa import TASK as CTSPATIAL_TASK
+from volprobe.probes.benchmarks.ctspatialvqa import question_key
+from volprobe.probes.items import Item
+from volprobe.probes.records import RunRecord
+from volprobe.probes.scoring import Scored, normalize_answer, record_from_output
+
+#: Judge fraction at or above which an answer counts as correct (a majority of judges).
+JUDGE_THRESHOLD = 0.5
+_QID = re.compile(r"^(?P<case>.+)::(?P<index>\d+)$")
+
+
+def write_records(records: Iterable[RunRecord], path: str | Path) -> int:
+    """Write records as JSON Lines (the run-record format ``volprobe.stats`` reads); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def _qid_key(question_id: str) -> tuple[str, int] | None:
+    m = _QID.match(question_id.strip())
+    return (strip_volume_suffix(m["case"]), int(m["index"])) if m else None
+
+
+class _ItemIndex:
+    """Finds the item a foreign row is about: by item id, question id, or (case, question text)."""
+
+    def __init__(self, items: Sequence[Item]):
+        self.by_id = {it.id: it for it in items}
+        self.by_qid: dict[tuple[str, int], Item] = {}
+        self.by_question: dict[tuple[str, str], Item] = {}
+        for it in items:
+            qid = it.metadata.get("question_id")
+            key = _qid_key(qid) if isinstance(qid, str) else None
+            if key is not None:
+                self.by_qid[key] = it
+            if it.case:
+                self.by_question.setdefault(question_key(it.case, it.question), it)
+
+    def find(self, row: dict) -> Item | None:
+        for field_name in ("item_id", "id"):
+            if isinstance(row.get(field_name), str) and row[field_name] in self.by_id:
+                return self.by_id[row[field_name]]
+        if isinstance(row.get("question_id"), str):
+            key = _qid_key(row["question_id"])
+            if key in self.by_qid:
+                return self.by_qid[key]
+        case = row.get("case_id") or row.get("case") or row.get("image_path")
+        if isinstance(case, str) and isinstance(row.get("question"), str):
+            return self.by_question.get(question_key(case, row["question"]))
+        return None
+
+
+def import_predictions(path: str | Path, items: Sequence[Item], model: str, control: str = "full") -> RecordsImport:
+    """Score a JSON Lines file of predictions against ``items`` (module docstring).
+
+    Rows that match no item, duplicate predictions, and gold answers that differ from the items' are
+    reported as warnings; a file where no row matches is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    index = _ItemIndex(items)
+    result = RecordsImport(records=[], source=str(path))
+    unmatched: list[str] = []
+    seen: set[str] = set()
+    duplicates = gold_mismatch = 0
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, row in iter_json_lines(fh, path):
+            if not isinstance(row, dict) or not isinstance(row.get("prediction"), str):
+                raise FormatError(f"{path}:{lineno}: expected an object with a string 'prediction'")
+            item = index.find(row)
+            if item is None:
+                unmatched.append(f"line {lineno}")
+                continue
+            if item.id in seen:
+                duplicates += 1
+                continue
+            seen.add(item.id)
+            if isinstance(row.get("answer"), str) and normalize_answer(row["answer"]) != normalize_answer(item.answer):
+                gold_mismatch += 1
+            result.records.append(record_from_output(item, model, row["prediction"], control=control,
+                                                     prompt=row.get("question", "")))
+    if not result.records:
+        raise FormatError(f"{path}: none of its {len(unmatched)} predictions matches an item "
+                          "(matched by item_id/id, question_id, or case and question text)")
+    if unmatched:
+        result.warn(f"{len(unmatched)} predictions match no item ({first_few(unmatched)})")
+    if duplicates:
+        result.warn(f"{duplicates} repeated predictions for the same item ignored (the first was kept)")
+    if gold_mismatch:
+        result.warn(f"{gold_mismatch} predictions carry a gold answer that differs from the item's; "
+                    "the item's gold answer was used")
+    if len(seen) < len(items):
+        result.warn(f"{len(items) - len(seen)} of {len(items)} items have no prediction")
+    return result
+
+
+def import_judged(path: str | Path, items: Sequence[Item] | None = None, threshold: float = JUDGE_THRESHOLD,
+                  models: Sequence[str] | None = None) -> RecordsImport:
+    """Read a judged-correctness CSV into records (module docstring).
+
+    Args:
+        items: the CT-SpatialVQA items (gives each record its item id, gold answer and category);
+            without them records are built from the question id alone.
+        threshold: judge fraction at or above which an answer is correct.
+        models: the model columns to read (default: every column but ``question_id`` whose
+            values are all numbers).
+    """
+    path = Path(path)
+    header, rows = iter_csv_rows(path)
+    lower = [h.lower() for h in header]
+    if "question_id" not in lower:
+        raise FormatError(f"{path}:1: no 'question_id' column; header is {', '.join(header)}")
+    qcol = lower.index("question_id")
+    table = list(rows)
+    wanted = list(models) if models else [h for i, h in enumerate(header) if i != qcol]
+    unknown = [m for m in wanted if m not in header]
+    if unknown:
+        raise FormatError(f"{path}:1: no column(s) {', '.join(unknown)}; header is {', '.join(header)}")
+    result = RecordsImport(records=[], source=str(path))
+    columns = {}
+    for name in wanted:
+        col = header.index(name)
+        values = [(line, row[col].strip()) for line, row in table if row[col].strip()]
+        bad = next(((line, v) for line, v in values if not _is_number(v)), None)
+        if bad is not None:
+            if models:
+                raise FormatError(f"{path}:{bad[0]}: column {name!r} holds {bad[1]!r}, not a judge fraction")
+            result.warn(f"column {name!r} skipped: not all numbers (line {bad[0]}: {bad[1]!r})")
+            continue
+        columns[name] = col
+    keys = {}
+    for line, row in table:
+        key = _qid_key(row[qcol])
+        if key is None:
+            raise FormatError(f"{path}:{line}: question_id {row[qcol]!r} is not '<case_id>::<index>'")
+        keys[line] = key
+    index_of = _ItemIndex(items).by_qid if items is not None else {}
+    base = _index_base(list(keys.values()), index_of if items is not None else None)
+    if base == 1:
+        result.warn("question ids count from 1; matched to 0-based item indices")
+    unmatched = []
+    for line, row in table:
+        case, number = keys[line]
+        item = index_of.get((case, number - base))
+        if items is not None and item is None:
+            unmatched.append(row[qcol])
+            continue
+        for name, col in columns.items():
+            if not row[col].strip():
+                continue
+            fraction = float(row[col])
+            if not 0.0 <= fraction <= 1.0:
+                raise FormatError(f"{path}:{line}: {name} = {fraction}, a judge fraction must lie in [0, 1]")
+            result.records.append(_judged_record(item, case, number - base, name, fraction, threshold))
+    if unmatched:
+        result.warn(f"{len(unmatched)} question ids match no item ({first_few(unmatched)})")
+    if not columns:
+        raise FormatError(f"{path}: no model columns with judge fractions")
+    return result
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _index_base(keys: list[tuple[str, int]], index_of: dict[tuple[str, int], Item] | None) -> int:
+    """0 or 1: whichever matches more items; without items, 1 only when no id uses index 0."""
+    if index_of is None:
+        return 1 if keys and min(k[1] for k in keys) == 1 else 0
+    hits = [sum((case, n - base) in index_of for case, n in keys) for base in (0, 1)]
+    return 1 if hits[1] > hits[0] else 0
+
+
+def _judged_record(item: Item | None, case: str, index: int, model: str, fraction: float, threshold: float) -> RunRecord:
+    correct = fraction >= threshold
+    if item is not None:
+        return record_from_output(item, model, "", scored=Scored(None, correct, scores={"judge_fraction": fraction}))
+    ctrate = parse_ctrate_name(case)
+    return RunRecord(item_id=f"{CTSPATIAL_TASK}/{case}/{index}", model=model, control="full", gold="",
+                     correct=correct, case=case, patient=ctrate.patient if ctrate else case, task=CTSPATIAL_TASK,
+                     answer_type="open", scores={"judge_fraction": fraction})

@@ -1,0 +1,124 @@
+"""Figures (PDF for papers, PNG previews; matplotlib without pyplot, so no global state):
+
+- ``accuracy_<grouping>``: accuracy per control with Wilson CIs, one marker per model, one panel
+  per group (the first panel is all items), chance as a dashed line;
+- ``forest_<grouping>``: change in accuracy (control − reference, points) with the
+  cluster-bootstrap CI, one row per model × control, one panel per group; filled markers are
+  significant after the report's correction.
+
+Margins are set by hand: matplotlib's automatic layouts cost more than the drawing itself.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from volprobe.stats.analysis import Analysis
+from volprobe.stats.tables import group_label
+
+PNG_DPI = 100
+COLUMNS = 3
+
+
+def _figure(n_panels: int, panel_w: float, panel_h: float, left: float, bottom: float, top: float = 0.55):
+    """A grid of panels; ``left``/``bottom``/``top`` are margins in inches around each panel."""
+    from matplotlib.figure import Figure
+
+    cols = min(COLUMNS, n_panels)
+    rows = math.ceil(n_panels / cols)
+    width, height = (panel_w + left + 0.2) * cols, (panel_h + bottom + 0.35) * rows + top
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=left / width, right=1 - 0.2 / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=(left + 0.2) / panel_w, hspace=(bottom + 0.35) / panel_h)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _save(fig, folder: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = folder / f"{name}.{ext}"
+        fig.savefig(path, dpi=PNG_DPI)
+        paths.append(path)
+    return paths
+
+
+def _panels(table: pd.DataFrame, grouping: str) -> list[tuple[str, str, pd.DataFrame]]:
+    """(grouping, group, rows) per panel: all items first, then each group of ``grouping``."""
+    panels = []
+    for key in (("all",) if grouping == "all" else ("all", grouping)):
+        part = table[table["grouping"] == key]
+        panels += [(key, group, part[part["group"] == group]) for group in dict.fromkeys(part["group"])]
+    return panels
+
+
+def accuracy_figure(a: Analysis, grouping: str, folder: Path) -> list[Path]:
+    panels = _panels(a.accuracy, grouping) if not a.accuracy.empty else []
+    if not panels:
+        return []
+    t = a.accuracy
+    controls = [c for c in a.panel.controls if c in set(t["control"])]
+    models = [m for m in a.panel.models if m in set(t["model"])]
+    longest = max(len(c) for c in controls)
+    fig, axes = _figure(len(panels), max(2.5, 0.45 * len(controls) + 0.8), 2.4, left=0.6, bottom=0.3 + 0.055 * longest)
+    x = np.arange(len(controls))
+    width = 0.8 / max(len(models), 1)
+    for ax, (key, group, g) in zip(axes, panels):
+        for k, model in enumerate(models):
+            rows = g[g["model"] == model].set_index("control").reindex(controls)
+            acc = 100 * rows["accuracy"].to_numpy(dtype=float)
+            err = np.abs(100 * rows[["ci_low", "ci_high"]].to_numpy(dtype=float).T - acc)
+            ax.errorbar(x - 0.4 + width * (k + 0.5), acc, yerr=err, fmt="o", ms=3.5, capsize=2, lw=1,
+                        label=model if ax is axes[0] else None)
+        chance = g["chance"].dropna()
+        if not chance.empty:
+            ax.axhline(100 * chance.median(), ls="--", lw=0.8, color="grey")
+        ax.set_title(group_label(key, group), fontsize=9)
+        ax.set_xticks(x, controls, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel("accuracy (%)", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.tick_params(axis="y", labelsize=8)
+    fig.legend(loc="upper center", ncols=min(len(models), 5), fontsize=8, frameon=False)
+    return _save(fig, folder, f"accuracy_{grouping}")
+
+
+def forest_figure(a: Analysis, grouping: str, folder: Path) -> list[Path]:
+    panels = _panels(a.paired, grouping) if not a.paired.empty else []
+    if not panels:
+        return []
+    rows = max(len(g) for *_, g in panels)
+    longest = max(len(m) + len(c) + 3 for m, c in zip(a.paired["model"], a.paired["control"]))
+    fig, axes = _figure(len(panels), 3.0, 0.2 + 0.17 * rows, left=0.15 + 0.06 * longest, bottom=0.45)
+    for ax, (key, group, g) in zip(axes, panels):
+        g = g.iloc[::-1]
+        y = np.arange(len(g))
+        change = 100 * g["change"].to_numpy(dtype=float)
+        err = np.abs(100 * g[["ci_low", "ci_high"]].to_numpy(dtype=float).T - change)
+        sig = g["p_mcnemar_significant"].to_numpy(dtype=bool)
+        ax.errorbar(change, y, xerr=np.nan_to_num(err), fmt="none", ecolor="0.4", lw=1)
+        ax.scatter(change[sig], y[sig], s=14, color="C3", zorder=3, label="significant")
+        ax.scatter(change[~sig], y[~sig], s=14, facecolors="white", edgecolors="C0", zorder=3, label="not significant")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y, [f"{m} · {c}" for m, c in zip(g["model"], g["control"])], fontsize=7)
+        ax.set_xlabel(f"change vs {a.settings.reference} (points)", fontsize=8)
+        ax.set_title(group_label(key, group), fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncols=2, fontsize=8, frameon=False)
+    return _save(fig, folder, f"forest_{grouping}")
+
+
+def write_figures(a: Analysis, folder: Path) -> list[Path]:
+    """An accuracy and a forest figure per grouping of the report (``all`` when there is none)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for grouping in a.settings.by or ("all",):
+        paths += accuracy_figure(a, grouping, folder)
+        paths += forest_figure(a, grouping, folder)
+    return paths

@@ -1,0 +1,262 @@
+"""Reading run records (``RUN_DIR/records*.jsonl``) into one table for the statistics.
+
+Fast path: Apache Arrow's multi-threaded JSON reader with an explicit schema of the fields the
+statistics use (prompts and raw outputs are skipped, not materialised). It checks the types of
+those fields, the required fields and the format version on every record, and the full
+:class:`RunRecord` contract (no unknown fields) on the first record of each file; fields unknown to
+the contract further down a file are not read and not reported. Whenever a check fails, the file
+is read again line by line with the full contract on every record, so the error names file and line.
+A torn last line (a writer killed mid-line) is skipped, as :mod:`volprobe.probes.records` does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from volprobe.errors import FormatError
+from volprobe.probes.records import RECORD_FORMAT_VERSION, RunRecord
+
+#: The record fields the statistics read (see RunRecord); everything else is skipped.
+STRING_FIELDS = ("item_id", "model", "control", "gold", "case", "patient", "task", "subtask", "category",
+                 "answer_type", "parsed", "gold_original", "error")
+BOOL_FIELDS = ("correct", "unparseable", "refused", "prior_fixed")
+REQUIRED_FIELDS = ("item_id", "model", "control", "gold", "correct")
+OPEN_TYPES = ("open", "numeric")
+#: Column-name prefix of continuous scores (``score:token_f1``).
+SCORE_PREFIX = "score:"
+
+
+@dataclass
+class RunInfo:
+    """One run directory (or records file) given to the report."""
+
+    path: str
+    files: list[str]
+    records: int
+    manifest: dict[str, Any] | None = None
+    skipped_torn_lines: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "files": self.files, "records": self.records,
+                "skipped_torn_lines": self.skipped_torn_lines, "manifest": self.manifest}
+
+
+@dataclass
+class RecordTable:
+    """All records of a report, one row each.
+
+    ``frame`` columns: the string fields as pandas categoricals; ``correct``, ``unparseable``,
+    ``refused`` (bool); ``chance`` (float, NaN for open items); ``evidence`` (axes joined by '+',
+    sorted, ``none`` when empty); ``prior_fixed`` (``prior-fixed`` | ``not prior-fixed``; missing if unknown);
+    ``source`` (index into ``sources``); ``score:<name>`` (float, NaN where absent).
+    """
+
+    frame: pd.DataFrame
+    sources: list[str]
+    runs: list[RunInfo] = field(default_factory=list)
+
+
+def find_record_files(path: str | Path) -> list[Path]:
+    """The records files of a run: ``path`` itself if it is a file, else ``path/records*.jsonl``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"run directory not found: {path}")
+    if path.is_file():
+        return [path]
+    files = sorted(path.glob("records*.jsonl"))
+    if not files:
+        raise FormatError(f"{path}: no records*.jsonl files in this run directory")
+    return files
+
+
+def read_runs(paths: Iterable[str | Path]) -> RecordTable:
+    """Read every run directory (or records file) into one :class:`RecordTable`."""
+    tables, sources, runs = [], [], []
+    for run in map(Path, paths):
+        files = find_record_files(run)
+        manifest = None
+        if run.is_dir() and (run / "manifest.json").exists():
+            try:
+                manifest = json.loads((run / "manifest.json").read_text())
+            except json.JSONDecodeError as exc:
+                raise FormatError(f"{run / 'manifest.json'}: not valid JSON ({exc.msg})") from exc
+        info = RunInfo(path=str(run), files=[str(f) for f in files], records=0, manifest=manifest)
+        for f in files:
+            table, torn = read_record_file(f)
+            info.records += table.num_rows
+            info.skipped_torn_lines += torn
+            tables.append(_with_source(table, len(sources)))
+            sources.append(str(f))
+        runs.append(info)
+    if not tables:
+        raise FormatError("no run directories given")
+    return RecordTable(frame=_to_frame(tables), sources=sources, runs=runs)
+
+
+# --------------------------------------------------------------------------- one file
+
+
+#: Arrow schema of the fields read (all others are skipped by the fast reader).
+SCHEMA = pa.schema(
+    [("format_version", pa.int64())]
+    + [(name, pa.string()) for name in STRING_FIELDS]
+    + [(name, pa.bool_()) for name in BOOL_FIELDS]
+    + [("chance", pa.float64()), ("evidence_axes", pa.list_(pa.string()))]
+)
+
+
+def read_record_file(path: str | Path):
+    """One records file as an Arrow table of the fields the statistics use (plus ``score:*``
+    columns for open items); returns (table, number of torn last lines skipped: 0 or 1)."""
+    path = Path(path)
+    data = path.read_bytes()
+    torn = 0
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        torn = int(bool(data[cut:].strip()))
+        data = data[:cut]
+    try:
+        table = _read_fast(data)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        table = None
+    if table is None or not _values_ok(table):  # the careful reader names the offending line
+        return _read_careful(data, path), torn
+    _check_first_record(data, path)
+    return _add_scores(table, data, path), torn
+
+
+def _read_fast(data: bytes):
+    return pj.read_json(
+        pa.BufferReader(data),
+        read_options=pj.ReadOptions(block_size=4 << 20),
+        parse_options=pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore"),
+    )
+
+
+def _iter_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    for lineno, line in enumerate(data.split(b"\n"), start=1):
+        if line.strip():
+            yield lineno, line
+
+
+def _parse_line(line: bytes, where: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{where}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(record, dict):
+        raise FormatError(f"{where}: expected a JSON object")
+    RunRecord.from_dict(record, where)  # unknown / missing fields, format version
+    return record
+
+
+def _check_first_record(data: bytes, path: Path) -> None:
+    for lineno, line in _iter_lines(data):
+        _parse_line(line, f"{path}:{lineno}")
+        return
+
+
+def _values_ok(table) -> bool:
+    """Required fields present and the format version right, on every record (vectorised)."""
+    if any(table.column(name).null_count for name in REQUIRED_FIELDS):
+        return False
+    return not pc.any(pc.fill_null(pc.not_equal(table.column("format_version"), RECORD_FORMAT_VERSION), False)).as_py()
+
+
+_TYPE_RULES = {name: (str,) for name in STRING_FIELDS}
+_TYPE_RULES.update({name: (bool,) for name in BOOL_FIELDS})
+_TYPE_RULES.update({"chance": (int, float), "format_version": (int,)})
+
+
+def _read_careful(data: bytes, path: Path):
+    """Line-by-line reader: the full RunRecord contract and field types on every record."""
+
+    rows, open_scores = [], []
+    for lineno, line in _iter_lines(data):
+        where = f"{path}:{lineno}"
+        record = _parse_line(line, where)
+        for name in REQUIRED_FIELDS:
+            if record[name] is None:
+                raise FormatError(f"{where}: required field {name!r} is null")
+        for name, types in _TYPE_RULES.items():
+            value = record.get(name)
+            if value is not None and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
+                raise FormatError(f"{where}: field {name!r} must be {'/'.join(t.__name__ for t in types)}, "
+                                  f"got {value!r}")
+        axes = record.get("evidence_axes")
+        if axes is not None and (not isinstance(axes, list) or not all(isinstance(a, str) for a in axes)):
+            raise FormatError(f"{where}: field 'evidence_axes' must be a list of axis names, got {axes!r}")
+        if record.get("format_version", RECORD_FORMAT_VERSION) != RECORD_FORMAT_VERSION:
+            raise FormatError(f"{where}: record format version {record['format_version']}")
+        rows.append({name: record.get(name) for name in SCHEMA.names})
+        open_scores.append(_scores_of(record, where) if record.get("answer_type") in OPEN_TYPES else {})
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    return _attach_scores(table, open_scores)
+
+
+def _scores_of(record: dict[str, Any], where: str) -> dict[str, float]:
+    scores = record.get("scores") or {}
+    if not isinstance(scores, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+        raise FormatError(f"{where}: field 'scores' must map score names to numbers, got {scores!r}")
+    return scores
+
+
+def _add_scores(table, data: bytes, path: Path):
+    """Continuous scores of open items (read from those lines only; closed items have none)."""
+
+    is_open = pc.fill_null(pc.is_in(table.column("answer_type"), value_set=pa.array(OPEN_TYPES)), False)
+    rows = np.flatnonzero(is_open.to_numpy(zero_copy_only=False))
+    if rows.size == 0:
+        return table
+    lines = list(_iter_lines(data))
+    scores: list[dict[str, float]] = [{}] * table.num_rows
+    for r in rows:
+        lineno, line = lines[r]
+        scores[r] = _scores_of(json.loads(line), f"{path}:{lineno}")
+    return _attach_scores(table, scores)
+
+
+def _attach_scores(table, scores: list[dict[str, float]]):
+    names = sorted({k for s in scores for k in s})
+    for name in names:
+        table = table.append_column(SCORE_PREFIX + name, pa.array([s.get(name) for s in scores], type=pa.float64()))
+    return table
+
+
+def _with_source(table, index: int):
+    return table.append_column("source", pa.array(np.full(table.num_rows, index, dtype=np.int32)))
+
+
+# --------------------------------------------------------------------------- to pandas
+
+
+def _to_frame(tables: list) -> pd.DataFrame:
+    table = pa.concat_tables(tables, promote_options="default")
+    evidence = pc.binary_join(table.column("evidence_axes"), "+")
+    prior = pc.if_else(table.column("prior_fixed"), "prior-fixed", "not prior-fixed")  # null stays null
+    table = table.drop_columns(["evidence_axes", "prior_fixed", "format_version"])
+    for name in ("unparseable", "refused"):
+        table = table.set_column(table.schema.get_field_index(name), name, pc.fill_null(table.column(name), False))
+    table = table.append_column("evidence", evidence).append_column("prior_fixed", prior)
+    frame = table.to_pandas(strings_to_categorical=True)
+    frame["evidence"] = _canonical_axes(frame["evidence"])
+    frame["correct"] = frame["correct"].astype(bool)
+    return frame
+
+
+def _canonical_axes(labels: pd.Series) -> pd.Categorical:
+    """'si+lr' and 'lr+si' are one label ('lr+si'); an empty list is 'none'; a missing one stays missing."""
+    canon = ["+".join(sorted(set(c.split("+")) - {""})) or "none" for c in labels.cat.categories]
+    names = sorted(set(canon))
+    lookup = np.array([names.index(c) for c in canon] + [-1], dtype=np.int32)
+    return pd.Categorical.from_codes(lookup[np.asarray(labels.cat.codes)], categories=names)  # code -1 → last

@@ -1,0 +1,218 @@
+"""``probe report``: run records in, a paper-ready statistics folder out.
+
+Output folder::
+
+    report.md           verdicts, every table, notes and definitions (Markdown)
+    report.json         every number (all table columns, verdicts, settings, inputs)
+    tables/NAME.csv     raw numbers, one file per table (accuracy, paired, cochran, pairwise,
+                        scores, verdicts, errors)
+    tables/NAME.tex     the formatted tables, LaTeX booktabs
+    figures/*.png|pdf   accuracy per control with CIs per group; forest plots of changes
+    manifest.json       versions, settings, seed, and the runs used (files, record counts, hashes,
+                        each run's own manifest)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+import volprobe
+from volprobe.stats.analysis import Analysis, ReportSettings, analyse
+from volprobe.stats.load import RecordTable, read_runs
+from volprobe.stats.multiple import correction_label
+from volprobe.stats.panel import build_panel
+from volprobe.stats.tables import display_tables, error_summary, to_markdown, write_tables
+from volprobe.stats.verdict import verdicts as make_verdicts
+
+
+@dataclass
+class Report:
+    """A finished report: its tables, verdicts, where it was written and how long each stage took."""
+
+    analysis: Analysis
+    verdicts: pd.DataFrame
+    records: RecordTable
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"report written to {self.out} ({len(self.files)} files)"]
+        overall = self.verdicts[self.verdicts["grouping"] == "all"] if not self.verdicts.empty else self.verdicts
+        lines += [f"  {r.model}: {r.summary}" for r in overall.itertuples()]
+        return "\n".join(lines)
+
+
+class _Timer:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = now - self._t
+        self._t = now
+
+
+def make_report(runs: Sequence[str | Path], out: str | Path, settings: ReportSettings | None = None,
+                figures: bool = True, command: str = "probe report") -> Report:
+    """Read the runs (run directories or records files), compute every test, write the report
+    folder ``out``; returns the :class:`Report`."""
+    from volprobe.manifest import describe_inputs, write_manifest
+
+    settings = settings or ReportSettings()
+    out = Path(out)
+    timer = _Timer()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = pool.submit(describe_inputs, [str(r) for r in runs])  # hashes while the statistics run
+        records = read_runs(runs)
+        timer.lap("read records")
+        panel = build_panel(records)
+        timer.lap("check and arrange")
+        analysis = analyse(panel, settings)
+        _add_notes(analysis, records)
+        timer.lap("tests, bootstrap, power")
+        verdicts = make_verdicts(analysis)
+        timer.lap("verdicts")
+        errors = panel.errors if panel.errors is not None else pd.DataFrame()
+        files = [p for paths in write_tables(analysis, verdicts, errors, out / "tables").values() for p in paths]
+        files.append(_write_json(out / "report.json", analysis, verdicts, errors, records))
+        files.append(_write_markdown(out / "report.md", analysis, verdicts, errors, records))
+        timer.lap("tables, JSON, Markdown")
+        if figures:
+            files += _figures(analysis, out / "figures")
+            timer.lap("figures")
+        described = hashing.result()
+    files.append(write_manifest(
+        out, command, seed=settings.seed, parameters=settings.to_dict(),
+        input_hashes={d["path"]: d["sha256"] for d in described},
+        extra={"runs": [r.to_dict() for r in records.runs], "input_files": described,
+               "outputs": [str(f.relative_to(out)) for f in files]}))
+    timer.lap("manifest")
+    return Report(analysis=analysis, verdicts=verdicts, records=records, out=out, files=files, timings=timer.timings)
+
+
+def _figures(analysis: Analysis, folder: Path) -> list[Path]:
+    from volprobe.stats.figures import write_figures
+
+    return write_figures(analysis, folder)
+
+
+def _add_notes(a: Analysis, records: RecordTable) -> None:
+    p = a.panel
+    n_err = 0 if p.errors is None else len(p.errors)
+    if n_err:
+        a.notes.append(f"{n_err:,} records failed on the model side (error set): they are excluded from accuracy "
+                       "and from every paired test, counted per row (Errors, Excluded) and listed in tables/errors.csv")
+    torn = sum(r.skipped_torn_lines for r in records.runs)
+    if torn:
+        a.notes.append(f"skipped {torn} torn last line(s) of records files (a writer killed mid-line)")
+    for run in records.runs:
+        if run.manifest is None and Path(run.path).is_dir():
+            a.notes.append(f"{run.path} has no manifest.json")
+    if not a.paired.empty and "n_not_in_control" in a.paired:
+        excl = a.paired[(a.paired["grouping"] == "all") & (a.paired["n_not_in_control"] > 0)]
+        for r in excl.itertuples():
+            why = ("items whose answer cannot be transformed" if r.kind == "counterfactual"
+                   else "missing items (--intersect)")
+            a.notes.append(f"{r.model} · {r.control}: {r.n_not_in_control:,} {a.settings.reference} items are not in "
+                           f"this control ({why}); its paired tests use the {r.n:,} shared items")
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records", double_precision=15)) if not frame.empty else []
+
+
+def _write_json(path: Path, a: Analysis, verdicts, errors, records: RecordTable) -> Path:
+    p = a.panel
+    doc = {
+        "volprobe_version": volprobe.__version__,
+        "settings": a.settings.to_dict(),
+        "correction": correction_label(a.settings.correction),
+        "family_size": a.family_size,
+        "cluster_level": p.cluster_level,
+        "models": a.roles, "controls": p.controls, "counterfactual_controls": sorted(p.counterfactual),
+        "n_records": int(len(records.frame)), "n_items": int(len(p.items)),
+        "n_error_records": 0 if errors is None else int(len(errors)),
+        "runs": [r.to_dict() for r in records.runs],
+        "notes": a.notes,
+        "verdicts": _records(verdicts),
+        "tables": {name: _records(t) for name, t in a.tables().items()},
+        "errors": _records(errors) if errors is not None else [],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    return path
+
+
+#: How to read the tables (ends the Markdown report).
+DEFINITIONS = """\
+- **Accuracy** excludes records whose model failed (error); its CI is the Wilson score interval.
+- **p vs chance**: exact binomial test when every item has the same chance level, Poisson-binomial
+  (exact convolution) when chance varies; open items have no chance level and are left out of it.
+  Its sidedness is in the column header (two-sided by default, so "below chance" is a valid claim).
+- **p vs baseline**: one-sided exact binomial test of the model's correct count on the items both
+  answered against the strongest blind baseline's accuracy there, taken as fixed (a blind baseline is a
+  deterministic rule); the paired comparison is in the model-vs-model table.
+- **Paired tests** use the items answered (without model error) under both conditions. A control that
+  lacks items of the reference is an error unless it is a counterfactual (untransformable items are
+  left out) or --intersect was given; exclusions are counted in the table.
+- **Change** = accuracy under the control − under the reference, in points; its CI resamples whole
+  clusters (patients; else cases; else items) with replacement (percentile interval).
+- **McNemar**: exact binomial test on the discordant items (lost = right only with the reference,
+  gained = right only with the control), two-sided.
+- **Flip rate**: share of paired items whose parsed answer differs between the two conditions.
+- **Tracking** (counterfactual controls, items whose gold answer changes): share answered with the
+  transformed gold. Null: the model ignores the image, so its answers to the original and the
+  counterfactual volume are exchangeable; the test is a one-sided exact McNemar test of "answer equals
+  the transformed gold" between the counterfactual and the original volume.
+- **Cochran's Q** compares accuracy across the reference and every non-counterfactual control.
+- **Scores**: paired sign-flip permutation test of the mean difference, flipping whole clusters.
+- **Multiple comparisons**: every p-value in the report is one family, adjusted by the method named in
+  each header; `*` marks significance at alpha after adjustment.
+- **MDE** (beside non-significant results): the smallest effect with the stated power at alpha — for
+  paired tests the larger of the exact McNemar MDE at the observed discordance and
+  (z(1-alpha/2) + z(power)) x the cluster-bootstrap SE.
+"""
+
+
+def _write_markdown(path: Path, a: Analysis, verdicts: pd.DataFrame, errors, records: RecordTable) -> Path:
+    s, p = a.settings, a.panel
+    lines = ["# Volume-reliance report", ""]
+    lines.append(f"{len(records.frame):,} records · {len(p.items):,} items · models: "
+                 + ", ".join(f"{m} ({role})" for m, role in a.roles.items()) + " · controls: " + ", ".join(p.controls))
+    lines.append("")
+    lines.append(f"Settings: alpha = {s.alpha:g}; {correction_label(s.correction)} over {a.family_size:,} tests; "
+                 f"reference control {s.reference}; clusters: {p.cluster_level}; bootstrap {s.n_boot:,} resamples; "
+                 f"seed {s.seed}; power {s.power:.0%}; groupings: {', '.join(('all',) + s.by)}.")
+    lines += ["", "Runs:", ""] + [f"- `{r.path}`: {r.records:,} records in {len(r.files)} file(s)" for r in records.runs]
+    if a.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in a.notes]
+    overall = verdicts[verdicts["grouping"] == "all"] if not verdicts.empty else verdicts
+    if not overall.empty:
+        lines += ["", "## Verdicts (all items)", ""]
+        for r in overall.itertuples():
+            lines.append(f"- **{r.model}** — {r.summary}.")
+            for extra in (r.leakage_text, r.baseline_text, r.other_controls):
+                if extra:
+                    lines.append(f"  - {extra}")
+            if r.basis:
+                lines.append(f"  - Basis: {r.basis}.")
+    titles = {"verdicts": "Verdicts by group", "accuracy": "Accuracy", "paired": f"{s.reference} vs each control",
+              "tracking": "Counterfactual tracking", "cochran": "Cochran's Q", "pairwise": "Model vs model",
+              "scores": "Continuous scores"}
+    for name, (caption, table) in display_tables(a, verdicts).items():
+        lines += ["", f"## {titles[name]}", "", caption + ".", "", to_markdown(table)]
+    if errors is not None and not errors.empty:
+        lines += ["", "## Model errors", "", f"{len(errors):,} records (all in tables/errors.csv):", "",
+                  to_markdown(error_summary(errors)), "", "First ones:", "", to_markdown(errors.head(20))]
+    lines += ["", "## How to read this report", "", DEFINITIONS]
+    path.write_text("\n".join(lines))
+    return path
