@@ -23,8 +23,9 @@ from volprobe.probes.benchmarks.threedrad import load_3drad
 from volprobe.probes.items import Item
 from volprobe.probes.scoring import score_output
 
-CLOSED_FORMS = ["{L}", "{L}.", "({L})", "Answer: {L}", "The answer is {L}.", "{L}. {T}", "{T}", "{T}, based on the scan.",
-                "I cannot determine this without an image.", "A or B", "The scan is unremarkable."]
+CLOSED_FORMS = ["{L}", "{L}.", "({L})", "Answer: {L}", "The answer is {L}.", "{L}. {T}", "{T}",
+                "{T}, based on the scan.", "I cannot determine this without an image.", "A or B",
+                "The scan is unremarkable."]
 
 
 def fake_output(item: Item, rng: np.random.Generator) -> str:
@@ -70,8 +71,9 @@ def main() -> None:
     print(f"score: {t_score:6.2f} s  ({n / t_score:,.0f} items/s, {1e6 * t_score / n:.1f} us/item)")
     print(f"total: {t_load + t_score:6.2f} s  (target < 30 s)")
     for task, c in sorted(per_task.items()):
-        print(f"  {task}: n={c['n']:6d} correct {c['correct'] / c['n']:.3f} unparseable {c['unparseable'] / c['n']:.3f} "
-              f"refused {c['refused'] / c['n']:.3f}")
+        share = {k: c[k] / c["n"] for k in ("correct", "unparseable", "refused")}
+        print(f"  {task}: n={c['n']:6d} correct {share['correct']:.3f} unparseable {share['unparseable']:.3f} "
+              f"refused {share['refused']:.3f}")
 
 
 if __name__ == "__main__":

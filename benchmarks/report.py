@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from volprobe.stats.analysis import ReportSettings
+from volprobe.stats.settings import ReportSettings
 from volprobe.stats.report import make_report
 from volprobe.stats.synthetic import ALL_CONTROLS, SyntheticModel, synthetic_items, write_synthetic_runs
 

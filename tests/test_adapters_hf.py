@@ -89,7 +89,7 @@ def test_qwen_full_chat_has_each_slice_image_then_its_label(qwen, volume):
     grid = kw["image_grid_thw"]
     per_image = [int(n) for n in grid.prod(-1) // 4]  # tokens after the 2 x 2 merge
     assert grid.shape == (2 * SLICES, 3)
-    instruction = qwen.instruction.format(n=SLICES)
+    instruction = qwen.instruction.replace("{n}", str(SLICES))
     for row, item in zip(kw["input_ids"], ITEMS):
         slices = "".join(f"<|vision_start|>[IMG x{per_image[i]}]<|vision_end|>SLICE {i + 1}" for i in range(SLICES))
         assert readable(qwen, row) == (f"<|im_start|>user\n{instruction}{slices}{qwen.prompt(item)}<|im_end|>\n"
@@ -141,7 +141,7 @@ def test_gemma_full_chat_places_images_and_labels(gemma, volume):
     _, kw = prefill(gemma, [(prepared, ITEMS[1]), (prepared, ITEMS[0])])
     assert kw["pixel_values"].shape == (2 * SLICES, 3, 32, 32)
     tok = gemma.processor.tokenizer
-    instruction = gemma.instruction.format(n=SLICES)
+    instruction = gemma.instruction.replace("{n}", str(SLICES))
     for row, item in zip(kw["input_ids"], [ITEMS[1], ITEMS[0]]):
         slices = "".join(f"\n\n<start_of_image>[IMG x{GEMMA_IMAGE_TOKENS}]<end_of_image>\n\nSLICE {i + 1}"
                          for i in range(SLICES))
@@ -164,7 +164,7 @@ def test_single_slice_volume_gives_one_image(gemma, volume):
     _, kw = prefill(gemma, [(prepared, ITEMS[0])])
     text = readable(gemma, kw["input_ids"][0])
     assert text.count("<start_of_image>") == 1 and "SLICE 1" in text and "SLICE 2" not in text
-    assert gemma.instruction.format(n=1) in text
+    assert gemma.instruction.replace("{n}", "1") in text
 
 
 def test_bf16_on_cpu_casts_images_and_weights(qwen_dir, volume):
@@ -178,3 +178,38 @@ def test_default_slice_count_follows_medgemma_authors(tmp_path):
     assert load_model(f"hf:{tmp_path}/medgemma-1.5-4b-it").slices == 85
     assert load_model(f"hf:{tmp_path}/Qwen2.5-VL-3B-Instruct").slices == 16
     assert load_model(f"hf:{tmp_path}/x", slices="8").slices == 8
+
+
+def test_image_processing_is_cached_per_prepared_volume_and_verified(qwen_dir, volume):
+    adapter = loaded(qwen_dir)
+    cache = adapter.processor.image_processor
+    prepared = adapter.prepare(volume)
+    batch = [(prepared, ITEMS[0]), (prepared, ITEMS[1]), (prepared, ITEMS[0])]
+    first = adapter.model_inputs(batch)
+    assert cache.state == "on" and len(cache.entries) == 1  # the join matched a real call on the batch
+    again = adapter.model_inputs(batch)
+    assert cache.hits >= 5
+    cache.state = "off"
+    uncached = adapter.model_inputs(batch)
+    for key in uncached:
+        assert torch.equal(first[key], uncached[key]) and torch.equal(again[key], uncached[key])
+
+
+def test_image_cache_switches_off_when_outputs_do_not_join():
+    from transformers import BatchFeature
+
+    from volprobe.probes.models.hf import CachedImageProcessor
+
+    def flat(images, **kwargs):  # one row per image of every chat: joins along the first axis
+        return BatchFeature({"pixel_values": torch.tensor([[float(len(chat))] for chat in images for _ in chat])})
+
+    def per_batch(images, **kwargs):  # one value for the whole batch: does not join
+        return BatchFeature({"chats": torch.tensor([len(images)])})
+
+    a, b = [object(), object()], [object()]
+    joining = CachedImageProcessor(flat)
+    assert joining([a, b])["pixel_values"].tolist() == [[2.0], [2.0], [1.0]] and joining.state == "on"
+    assert joining([b, a])["pixel_values"].tolist() == [[1.0], [2.0], [2.0]] and joining.hits == 2
+    refusing = CachedImageProcessor(per_batch)
+    assert refusing([a, b])["chats"].tolist() == [2] and refusing.state == "off"
+    assert refusing([a, b])["chats"].tolist() == [2]

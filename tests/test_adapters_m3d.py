@@ -26,7 +26,7 @@ def m3d_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def med3dvlm_dir(tmp_path_factory):
     return cached_build(tmp_path_factory, "lamed_med3dvlm", lambda d: build_lamed(
-        d, image_size=(128, 256, 256), patch_size=(16, 16, 16), separate_vision_tower=True, seed=3))
+        d, image_size=(128, 256, 256), patch_size=(16, 16, 16), separate_vision_tower=True, bos=False, seed=3))
 
 
 def loaded(name, folder, **options):
@@ -141,14 +141,33 @@ def test_med3dvlm_128_slices_vision_tower_file_and_recorded_decoding(med3dvlm_di
     prepared = adapter.prepare(volume)
     _, seen = run(adapter, [(prepared, CHOICE)])
     assert seen["images"][0].shape == (1, 1, 128, 256, 256)
-    assert torch.all(seen["ids"][0, 1:257] == adapter.tokenizer.convert_tokens_to_ids("<im_patch>"))
-    assert adapter.tokenizer.decode(seen["ids"][0, 257:]) == (
+    assert adapter.tokenizer.decode(seen["ids"][0, 256:]) == (
         " Which structure is more left? Choices: A. liver B. spleen C. aorta D. heart")
     settings = adapter.generation_settings
     assert settings["do_sample"] is False and "temperature 1.0" in settings["authors_decoding"]
 
 
-def test_tokenizer_without_bos_is_rejected(m3d_dir, volume, monkeypatch):
+def test_without_bos_features_go_to_positions_1_to_256_as_the_authors_code(med3dvlm_dir, volume):
+    """A Qwen-style tokenizer adds no BOS: <im_patch> fills 0..255 and M3D's splice writes 1..256 anyway."""
+    adapter = loaded("med3dvlm", med3dvlm_dir)
+    patch = adapter.tokenizer.convert_tokens_to_ids("<im_patch>")
+    assert adapter.generation_settings["im_patch_start"] == 0
+    prepared = adapter.prepare(volume)
+    _, seen = run(adapter, [(prepared, OPEN)])
+    assert torch.all(seen["ids"][0, :256] == patch)
+    table = adapter.model.get_model().embed_tokens.weight
+    assert torch.equal(seen["embeds"][0, 0], table[patch]) and torch.equal(seen["embeds"][0, 1:257], seen["features"][0][0])
+    batch = [(prepared, OPEN), (prepared, CHOICE), (adapter.prepare(None), CHOICE)]
+    padded = loaded("med3dvlm", med3dvlm_dir, batching="padded")
+    with record_calls(padded.model.get_model()) as lm:
+        padded_texts = [g.text for g in padded.generate(batch)]
+    embeds, mask = lm.calls[0][1]["inputs_embeds"], lm.calls[0][1]["attention_mask"]
+    pad = int((mask[0] == 0).sum())
+    assert pad > 0 and torch.equal(embeds[0, pad + 1:pad + 257], seen["features"][0][0])
+    assert padded_texts == [g.text for g in adapter.generate(batch)]
+
+
+def test_misplaced_image_tokens_are_rejected(m3d_dir, volume, monkeypatch):
     adapter = loaded("m3d", m3d_dir)
     monkeypatch.setattr(adapter, "input_text", lambda p, it: "x " + "<im_patch>" * 256 + it.question)
     with pytest.raises(VolprobeError, match="positions 1..256"):

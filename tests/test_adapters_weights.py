@@ -102,3 +102,28 @@ def test_dtype_and_device_resolution():
         assert resolve_dtype("auto", resolve_device("cuda:0")) in (torch.bfloat16, torch.float16)
         with pytest.raises(VolprobeError, match="visible"):
             resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_adapter_modules_import_no_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys; import volprobe.probes.models.hf, volprobe.probes.models.m3d, volprobe.probes.models.med3dvlm, "
+            "volprobe.probes.models.radfm, volprobe.probes.models.preprocessing; "
+            "print(sorted(m for m in ('torch', 'transformers', 'monai') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_options_are_checked():
+    from volprobe.errors import VolprobeWarning
+
+    with pytest.warns(VolprobeWarning, match="slicez"):
+        load_model("hf", slicez=3)
+    with pytest.raises(VolprobeError, match="max_new_tokens"):
+        load_model("m3d", max_new_tokens="many")
+    with pytest.raises(VolprobeError, match="text_only_mode"):
+        load_model("med3dvlm", text_only_mode="blank")
+    with pytest.raises(VolprobeError, match="window"):
+        load_model("radfm", window="100,-100")
+    assert load_model("radfm", window="-1000,1000").window == (-1000.0, 1000.0)

@@ -100,3 +100,15 @@ def test_paired_permutation_result_object():
     assert "sign-flip" in str(res)
     with pytest.raises(ValueError, match="clusters"):
         paired_permutation_test(x, y, clusters[:-1])
+
+
+def test_sign_flip_normal_approximation_for_many_clusters_agrees_with_monte_carlo(monkeypatch):
+    rng = np.random.default_rng(4)
+    d = rng.gamma(2, 1, size=(300, 4)) * rng.choice([-1, 1], size=(300, 4)) + [0, 0.05, 0.1, 0.2]
+    assert bs.sign_flip_method(300, 10000) == "normal"
+    normal = sign_flip_pvalues(d)
+    tiny = sign_flip_pvalues(np.abs(d[:, :1]))  # every cluster favours one side: far below 1/n_perm
+    assert 0 <= tiny[0] < 1e-10
+    monkeypatch.setattr(bs, "NORMAL_FROM", 10 ** 9)
+    mc = sign_flip_pvalues(d, n_perm=20000, seed=1)
+    assert np.allclose(normal, mc, atol=0.015)

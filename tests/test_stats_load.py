@@ -8,7 +8,8 @@ import pytest
 from volprobe.errors import FormatError
 from volprobe.probes.records import RunRecord
 from volprobe.stats import load
-from volprobe.stats.analysis import ReportSettings, analyse
+from volprobe.stats.analysis import analyse
+from volprobe.stats.settings import ReportSettings
 from volprobe.stats.load import find_record_files, read_record_file, read_runs
 from volprobe.stats.panel import build_panel
 
@@ -36,7 +37,7 @@ def test_fast_and_careful_readers_agree(tmp_path):
     fast = load._read_fast(path.read_bytes())  # Arrow, without any fallback
     assert load._values_ok(fast)
     table, torn = read_record_file(path)
-    careful = load._read_careful(path.read_bytes(), path)
+    careful = load._read_careful(load._LineIndex(path.read_bytes()), path)
     assert torn == 0
     assert table.column_names == careful.column_names
     for name in table.column_names:
@@ -164,3 +165,36 @@ def test_model_errors_are_excluded_and_counted(tmp_path):
     assert acc.loc["text_only", "n"] == 4 and acc.loc["text_only", "n_error"] == 1
     paired = a.paired.iloc[0]
     assert paired["n"] == 4 and paired["n_error_excluded"] == 1 and paired["lost"] == 4
+
+
+def _open(item, scores, **kw):
+    return rec(item, answer_type="open", chance=None, gold="g", parsed="g", evidence_axes=[], scores=scores, **kw)
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # every scores object cut out and parsed by Arrow
+    {"control_params": {"scores": {"x": 1}}},  # a nested 'scores' key: that line is parsed as JSON
+])
+def test_open_item_scores_are_read_with_mixed_ints_and_missing_names(tmp_path, extra):
+    records = [_open("o1", {"token_f1": 1, "rouge1": 0.5}), rec("c1"),
+               _open("o2", {"token_f1": 0.25}, **extra), _open("o3", {})]
+    frame = read_runs([write(tmp_path / "records.jsonl", records)]).frame.set_index("item_id")
+    assert frame.loc["o1", "score:token_f1"] == 1.0 and frame.loc["o2", "score:token_f1"] == 0.25
+    assert frame.loc["o1", "score:rouge1"] == 0.5 and np.isnan(frame.loc["o2", "score:rouge1"])
+    assert np.isnan(frame.loc["c1", "score:token_f1"]) and np.isnan(frame.loc["o3", "score:token_f1"])
+
+
+def test_a_score_that_is_not_a_number_names_its_line(tmp_path):
+    records = [_open("o1", {"token_f1": 0.5}), _open("o2", {"token_f1": "high"})]
+    with pytest.raises(FormatError, match=r"records.jsonl:2: field 'scores' must map score names to numbers"):
+        read_runs([write(tmp_path / "records.jsonl", records)])
+
+
+def test_blank_and_crlf_lines(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"\n" + json.dumps(rec("q1")).encode() + b"\r\n   \n" + json.dumps(rec("q2")).encode() + b"\r\n")
+    assert list(read_runs([path]).frame["item_id"]) == ["q1", "q2"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n\n" + json.dumps(rec("q1")).encode() + b"\n  \n{oops\n")
+    with pytest.raises(FormatError, match=r"bad.jsonl:5: not valid JSON"):
+        read_runs([bad])

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from statsmodels.stats.multitest import multipletests
 
 from volprobe.cli import main
-from volprobe.stats.analysis import ReportSettings, analyse
+from volprobe.stats.analysis import analyse
+from volprobe.stats.settings import ReportSettings
 from volprobe.stats.load import read_runs
 from volprobe.stats.panel import build_panel
 from volprobe.stats.report import make_report

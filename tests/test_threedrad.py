@@ -170,7 +170,8 @@ GOOD_T4 = "4,3,test_1_a_1.nii.gz,Is emphysema visible?,No,Close,B,Yes,No,-,-"
 
 
 @pytest.mark.parametrize("folder, bad_row, message", [
-    ("Task4_Existence_Detection", "4,3,test_1_a_1.nii.gz,Is emphysema visible?,No,Close,B", r"7 fields, the header has 11"),
+    ("Task4_Existence_Detection", "4,3,test_1_a_1.nii.gz,Is emphysema visible?,No,Close,B",
+     r"7 fields, the header has 11"),
     ("Task4_Existence_Detection", "4,3,test_1_a_1.nii.gz,Is it, in fact, visible?,No,Close,B,Yes,No,-,-",
      r"13 fields, the header has 11 \(an unquoted comma\?\)"),
     ("Task4_Existence_Detection", "4,3,test_1_a_1.nii.gz,Is emphysema visible?,No,Close,C,Yes,No,-,-",

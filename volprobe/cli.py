@@ -555,7 +555,7 @@ def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_
     Example:
       probe report runs/qwen runs/m3d runs/prior --by task --out report/
     """
-    from volprobe.stats.analysis import ReportSettings
+    from volprobe.stats.settings import ReportSettings
     from volprobe.stats.report import make_report
 
     settings = ReportSettings(alpha=alpha, correction=correction, reference=reference, by=by, baselines=baselines,

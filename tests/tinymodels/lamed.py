@@ -13,18 +13,20 @@ MODELING_FILE = Path(__file__).with_name("lamed_modeling.py")
 
 
 def build_lamed(folder: Path, image_size=(32, 256, 256), patch_size=(4, 16, 16), pool_grid=(4, 8, 8),
-                separate_vision_tower: bool = False, seed: int = 0) -> None:
+                separate_vision_tower: bool = False, bos: bool = True, seed: int = 0) -> None:
     """Write config, remote code, weights and tokenizer of a 2-layer (hidden 64) M3D-style model.
 
     ``pool_grid`` cells are the image tokens (4 x 8 x 8 = 256, M3D's ``proj_out_num``).
     ``separate_vision_tower``: also save the vision tower alone as ``vision_tower.bin`` with other random
     values (Med3DVLM ships its DCFormer weights that way and its demo loads them after the model).
+    ``bos=False``: a tokenizer that adds no BOS token, like Med3DVLM's Qwen2.5 one.
     """
     import sys
 
     import torch
 
-    tok = train_tokenizer(LAMED_SPECIAL, bos="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<unk>")
+    tok = train_tokenizer(LAMED_SPECIAL, bos="<s>" if bos else None, eos_token="</s>", unk_token="<unk>",
+                          pad_token="<unk>")
     shutil.copy(MODELING_FILE, folder / MODELING_FILE.name)
     sys.path.insert(0, str(MODELING_FILE.parent))
     try:

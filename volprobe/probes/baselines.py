@@ -25,10 +25,11 @@ Kinds:
     present earlier only → Resolved, never → No Abnormality.
 
 ``text-classifier``
-    Per task, TF-IDF (word 1-2-grams including one-character words, sublinear tf) + logistic regression (scikit-learn, lbfgs) over
-    the question text plus its option texts, predicting the gold option text; prediction is the
-    most probable class among the item's own options. The file stores the fitted vocabulary, idf and
-    coefficients (float64, exact), so loading needs no refit and reproduces predictions exactly.
+    Per task, TF-IDF (word 1-2-grams including one-character words, sublinear tf) + logistic
+    regression (scikit-learn, lbfgs) over the question text plus its option texts, predicting the
+    gold option text; the prediction is the most probable class among the item's own options. The
+    file stores the fitted vocabulary, idf and coefficients (float64, exact), so loading needs no
+    refit and reproduces predictions exactly.
     Open items and tasks without two classes fall back to ``majority``.
 """
 

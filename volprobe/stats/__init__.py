@@ -20,7 +20,7 @@ from volprobe.stats.paired import cochrans_q_test, mcnemar_from_counts, mcnemar_
 from volprobe.stats.power import minimum_detectable_drop
 from volprobe.stats.result import TestResult
 
-_LAZY = {"make_report": "volprobe.stats.report", "ReportSettings": "volprobe.stats.analysis"}
+_LAZY = {"make_report": "volprobe.stats.report", "ReportSettings": "volprobe.stats.settings"}
 
 
 def __getattr__(name: str):

@@ -91,23 +91,43 @@ def _summarise(draws: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray,
     return low, high, se
 
 
+#: From this many clusters on, sign-flip p-values come from the normal approximation.
+NORMAL_FROM = 200
+
+
+def sign_flip_method(n_clusters: int, n_perm: int) -> str:
+    """How :func:`sign_flip_pvalues` computes the p-value for this many clusters."""
+    if n_clusters <= 20 and 2 ** n_clusters <= n_perm:
+        return "exact"
+    return "normal" if n_clusters >= NORMAL_FROM else "monte carlo"
+
+
 def sign_flip_pvalues(cluster_diffs, n_perm: int = 10000, seed: Seed = 0) -> np.ndarray:
     """Two-sided paired permutation p-values, flipping the sign of whole clusters.
 
     ``cluster_diffs`` is (K × m): per-cluster sums of the paired differences. Under the null that
     the two conditions are exchangeable within each cluster, every sign pattern is equally likely.
-    With 2^K ≤ n_perm all patterns are enumerated (exact p); otherwise p = (1 + #extreme)/(1 + n_perm).
+    With 2^K ≤ n_perm all patterns are enumerated (exact p); with K ≥ NORMAL_FROM the permutation
+    distribution of the total is replaced by the normal law with its exact moments (mean 0, variance
+    Σ d_k²), whose tail is not limited to 1/n_perm; otherwise p = (1 + #extreme) / (1 + n_perm).
     """
     d = np.atleast_2d(np.asarray(cluster_diffs, dtype=np.float64).T).T
     k, m = d.shape
     observed = np.abs(d.sum(axis=0))
     tol = 1e-9 * np.maximum(np.abs(d).sum(axis=0), 1.0)
+    method = sign_flip_method(k, n_perm)
     if k == 0:
         return np.ones(m)
-    if k <= 20 and 2 ** k <= n_perm:
+    if method == "exact":
         signs = ((np.arange(2 ** k)[:, None] >> np.arange(k)) & 1) * 2.0 - 1.0
         extreme = (np.abs(signs @ d) >= observed - tol).sum(axis=0)
         return extreme / 2 ** k
+    if method == "normal":
+        from scipy import stats
+
+        sd = np.sqrt((d ** 2).sum(axis=0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(sd > 0, np.minimum(2 * stats.norm.sf((observed - tol) / sd), 1.0), 1.0)
     rng = np.random.default_rng(seed)
     extreme = np.zeros(m)
     chunk = max(1, MAX_CELLS // k)
@@ -168,12 +188,14 @@ def paired_permutation_test(x, y, clusters=None, n_perm: int = 10000, seed: Seed
     diff, count, k = _paired_inputs(x, y, clusters)
     p = float(sign_flip_pvalues(diff, n_perm=n_perm, seed=seed)[0])
     boot = bootstrap_ratio(diff, count, n_boot=n_boot, seed=seed, alpha=alpha)
-    exact = k <= 20 and 2 ** k <= n_perm
+    method = sign_flip_method(k, n_perm)
     return TestResult(
         test="paired sign-flip permutation test", statistic=float(diff.sum()), statistic_name="sum of differences",
         pvalue=p, alternative="two-sided", estimate=float(boot.estimate[0]), estimate_name="mean difference y - x",
         ci=(float(boot.low[0]), float(boot.high[0])), ci_level=1 - alpha,
-        counts={"n": int(np.asarray(x).size), "clusters": k, "permutations": 2 ** k if exact else n_perm},
-        method=("all sign patterns enumerated" if exact else f"{n_perm} random cluster sign flips, seed {seed}")
-               + f"; CI: cluster bootstrap, {n_boot} resamples",
+        counts={"n": int(np.asarray(x).size), "clusters": k,
+                "permutations": {"exact": 2 ** k, "normal": 0}.get(method, n_perm)},
+        method={"exact": "all sign patterns enumerated",
+                "normal": "normal approximation to the sign-flip distribution (exact moments)"}.get(
+                    method, f"{n_perm} random cluster sign flips, seed {seed}") + f"; CI: cluster bootstrap, {n_boot} resamples",
     )

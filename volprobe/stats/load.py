@@ -12,6 +12,9 @@ A torn last line (a writer killed mid-line) is skipped, as :mod:`volprobe.probes
 from __future__ import annotations
 
 import json
+import mmap
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -118,34 +121,55 @@ def read_record_file(path: str | Path):
     """One records file as an Arrow table of the fields the statistics use (plus ``score:*``
     columns for open items); returns (table, number of torn last lines skipped: 0 or 1)."""
     path = Path(path)
-    data = path.read_bytes()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     torn = 0
-    if data and not data.endswith(b"\n"):
+    if size and data[-1:] != b"\n":
         cut = data.rfind(b"\n") + 1
         torn = int(bool(data[cut:].strip()))
-        data = data[:cut]
+        data = memoryview(data)[:cut]
+    lines = _LineIndex(data)
     try:
         table = _read_fast(data)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         table = None
-    if table is None or not _values_ok(table):  # the careful reader names the offending line
-        return _read_careful(data, path), torn
-    _check_first_record(data, path)
-    return _add_scores(table, data, path), torn
+    if table is None or table.num_rows != len(lines) or not _values_ok(table):
+        return _read_careful(lines, path), torn  # names the offending line
+    if len(lines):
+        _parse_line(lines[0][1], f"{path}:{lines[0][0]}")  # the full contract on the first record
+    return _add_scores(table, lines, path), torn
 
 
-def _read_fast(data: bytes):
-    return pj.read_json(
-        pa.BufferReader(data),
-        read_options=pj.ReadOptions(block_size=4 << 20),
-        parse_options=pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore"),
-    )
+def _read_fast(data):
+    """Arrow's multi-threaded JSON reader, only the fields in SCHEMA."""
+    return pj.read_json(pa.BufferReader(pa.py_buffer(data)), read_options=pj.ReadOptions(block_size=4 << 20),
+                        parse_options=pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore"))
 
 
-def _iter_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    for lineno, line in enumerate(data.split(b"\n"), start=1):
-        if line.strip():
-            yield lineno, line
+class _LineIndex:
+    """The non-blank lines of a buffer: ``index[i]`` is (line number, bytes) of the i-th record."""
+
+    def __init__(self, data):
+        self.data = data
+        arr = np.frombuffer(data, dtype=np.uint8)
+        newline = np.flatnonzero(arr == 10)
+        starts, ends = np.r_[0, newline + 1], np.r_[newline, arr.size]
+        keep = ends > starts
+        maybe_blank = keep & np.isin(arr[np.minimum(starts, max(arr.size - 1, 0))], (9, 13, 32)) if arr.size else keep
+        for i in np.flatnonzero(maybe_blank):  # rare: lines starting with whitespace
+            keep[i] = bool(bytes(data[starts[i]:ends[i]]).strip())
+        rows = np.flatnonzero(keep)
+        self.starts, self.ends, self.numbers = starts[rows], ends[rows], rows + 1
+
+    def __len__(self) -> int:
+        return self.starts.size
+
+    def __getitem__(self, i: int) -> tuple[int, bytes]:
+        return int(self.numbers[i]), bytes(self.data[self.starts[i]:self.ends[i]])
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return (self[i] for i in range(len(self)))
 
 
 def _parse_line(line: bytes, where: str) -> dict[str, Any]:
@@ -157,12 +181,6 @@ def _parse_line(line: bytes, where: str) -> dict[str, Any]:
         raise FormatError(f"{where}: expected a JSON object")
     RunRecord.from_dict(record, where)  # unknown / missing fields, format version
     return record
-
-
-def _check_first_record(data: bytes, path: Path) -> None:
-    for lineno, line in _iter_lines(data):
-        _parse_line(line, f"{path}:{lineno}")
-        return
 
 
 def _values_ok(table) -> bool:
@@ -177,11 +195,10 @@ _TYPE_RULES.update({name: (bool,) for name in BOOL_FIELDS})
 _TYPE_RULES.update({"chance": (int, float), "format_version": (int,)})
 
 
-def _read_careful(data: bytes, path: Path):
+def _read_careful(lines: "_LineIndex", path: Path):
     """Line-by-line reader: the full RunRecord contract and field types on every record."""
-
     rows, open_scores = [], []
-    for lineno, line in _iter_lines(data):
+    for lineno, line in lines:
         where = f"{path}:{lineno}"
         record = _parse_line(line, where)
         for name in REQUIRED_FIELDS:
@@ -211,14 +228,34 @@ def _scores_of(record: dict[str, Any], where: str) -> dict[str, float]:
     return scores
 
 
-def _add_scores(table, data: bytes, path: Path):
-    """Continuous scores of open items (read from those lines only; closed items have none)."""
+_SCORES = re.compile(rb'"scores":\s*(\{[^{}]*\})')
 
+
+def _add_scores(table, lines: _LineIndex, path: Path):
+    """Continuous scores of open items (closed items have none). Each open line's ``scores``
+    object is cut out and the objects parsed together by Arrow; a line where that is ambiguous,
+    or a file where Arrow fails, is parsed as JSON line by line."""
     is_open = pc.fill_null(pc.is_in(table.column("answer_type"), value_set=pa.array(OPEN_TYPES)), False)
     rows = np.flatnonzero(is_open.to_numpy(zero_copy_only=False))
     if rows.size == 0:
         return table
-    lines = list(_iter_lines(data))
+    objects = []
+    for r in rows:
+        found = _SCORES.findall(lines[r][1])
+        objects.append(found[0] if len(found) == 1 else None)
+    if all(o is not None for o in objects):
+        try:
+            parsed = pj.read_json(pa.BufferReader(b"\n".join(objects)))
+            columns = {name: parsed.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
+                       for name in parsed.column_names}
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            columns = None
+        if columns is not None and parsed.num_rows == rows.size:
+            for name in sorted(columns):
+                values = np.full(table.num_rows, np.nan)
+                values[rows] = columns[name]
+                table = table.append_column(SCORE_PREFIX + name, pa.array(values, mask=np.isnan(values)))
+            return table
     scores: list[dict[str, float]] = [{}] * table.num_rows
     for r in rows:
         lineno, line = lines[r]

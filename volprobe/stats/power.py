@@ -16,6 +16,8 @@ from volprobe.stats.result import check_alternative
 
 def _cdf(k, n, p) -> np.ndarray:
     """P(Bin(n, p) <= k) for any integer k (scipy.special's ufunc: fast, no argument checking)."""
+    if np.ndim(k) == 0 and np.ndim(n) == 0:
+        return 0.0 if k < 0 else 1.0 if k >= n else float(special.bdtr(int(k), int(n), p))
     k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
     with np.errstate(invalid="ignore"):
         return np.where(k < 0, 0.0, np.where(k >= n, 1.0, special.bdtr(np.clip(k, 0, None), n, p)))
@@ -23,6 +25,8 @@ def _cdf(k, n, p) -> np.ndarray:
 
 def _sf(k, n, p) -> np.ndarray:
     """P(Bin(n, p) > k) (the upper tail summed directly, accurate when small)."""
+    if np.ndim(k) == 0 and np.ndim(n) == 0:
+        return 1.0 if k < 0 else 0.0 if k >= n else float(special.bdtrc(int(k), int(n), p))
     k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
     with np.errstate(invalid="ignore"):
         return np.where(k < 0, 1.0, np.where(k >= n, 0.0, special.bdtrc(np.clip(k, 0, None), n, p)))

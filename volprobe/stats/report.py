@@ -24,10 +24,11 @@ from typing import Sequence
 import pandas as pd
 
 import volprobe
-from volprobe.stats.analysis import Analysis, ReportSettings, analyse
+from volprobe.stats.analysis import Analysis, analyse
 from volprobe.stats.load import RecordTable, read_runs
 from volprobe.stats.multiple import correction_label
 from volprobe.stats.panel import build_panel
+from volprobe.stats.settings import ReportSettings
 from volprobe.stats.tables import display_tables, error_summary, to_markdown, write_tables
 from volprobe.stats.verdict import verdicts as make_verdicts
 
@@ -71,8 +72,8 @@ def make_report(runs: Sequence[str | Path], out: str | Path, settings: ReportSet
     out = Path(out)
     timer = _Timer()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        hashing = pool.submit(describe_inputs, [str(r) for r in runs])  # hashes while the statistics run
         records = read_runs(runs)
+        hashing = pool.submit(describe_inputs, [str(r) for r in runs])  # on the second core, beside the statistics
         timer.lap("read records")
         panel = build_panel(records)
         timer.lap("check and arrange")

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from volprobe.stats.analysis import NO_IMAGE_CONTROLS, Analysis
+from volprobe.stats.analysis import Analysis
+from volprobe.stats.settings import NO_IMAGE_CONTROLS
 from volprobe.stats.multiple import correction_label
 from volprobe.stats.result import format_p
 

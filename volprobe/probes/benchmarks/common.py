@@ -173,7 +173,7 @@ PLACEHOLDERS = frozenset({"", "-", "—", "–"})
 
 
 def header_key(name: str) -> str:
-    """Column name for matching: ``Choice_A`` / `` choice a`` → ``choice a``; ``AnswerChoice`` → ``answerchoice``."""
+    """Column name for matching: ``Choice_A`` → ``choice a``; ``AnswerChoice`` → ``answerchoice``."""
     return " ".join(name.replace("_", " ").strip().lower().split())
 
 

@@ -119,7 +119,8 @@ def load_ctspatialvqa(path: str | Path, categories: str | Path | None = None,
         where = f"{path}:{lineno}" if lineno else f"{path}"
         if not isinstance(row, dict):
             raise FormatError(f"{where}: expected a JSON object")
-        missing = [k for k in ("case_id", "question", "answer") if not isinstance(row.get(k), str) or not row[k].strip()]
+        missing = [k for k in ("case_id", "question", "answer")
+                   if not isinstance(row.get(k), str) or not row[k].strip()]
         if missing:
             raise FormatError(f"{where}: missing or empty {', '.join(missing)}")
         case_id = row["case_id"].strip()

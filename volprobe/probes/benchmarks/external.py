@@ -206,7 +206,8 @@ def _index_base(keys: list[tuple[str, int]], index_of: dict[tuple[str, int], Ite
     return 1 if hits[1] > hits[0] else 0
 
 
-def _judged_record(item: Item | None, case: str, index: int, model: str, fraction: float, threshold: float) -> RunRecord:
+def _judged_record(item: Item | None, case: str, index: int, model: str, fraction: float,
+                   threshold: float) -> RunRecord:
     correct = fraction >= threshold
     if item is not None:
         return record_from_output(item, model, "", scored=Scored(None, correct, scores={"judge_fraction": fraction}))

@@ -15,15 +15,21 @@ How the CT is shown (MedGemma authors' recipe):
 
 ``text_only``: the chat holds the question alone: no images, no slice instruction (``no_image_mode``).
 Decoding: greedy, batched with left padding; ``max_new_tokens`` (default 64) is an option.
+
+Speed: the engine sends many items on one prepared volume. The processor's image processing (resizing
+and normalising every slice, per item) would then dominate, so :class:`CachedImageProcessor` processes
+each prepared slice list once and replays the result; the first joined batch is checked against the
+real processor, and caching switches itself off for a processor whose outputs do not join.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Sequence
 
 from volprobe.probes.items import Item
-from volprobe.probes.models.base import Generation, Prepared, register_model
-from volprobe.probes.models.vlm_common import VLMAdapter, no_image_input, positive_int, run_groups
+from volprobe.probes.models.base import Generation, Prepared, hash_bytes, register_model
+from volprobe.probes.models.vlm_common import VLMAdapter, ensure_pad_token, no_image_input, positive_int, run_groups
 from volprobe.probes.models.weights import resolve_weights
 
 DEFAULT_SLICES = 16
@@ -73,7 +79,10 @@ class HFAdapter(VLMAdapter):
         folder = str(self.weights.path)
         self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True,
                                                        trust_remote_code=self.trust_remote_code)
+        ensure_pad_token(self.processor.tokenizer)
         self.processor.tokenizer.padding_side = "left"
+        if hasattr(self.processor, "image_processor"):
+            self.processor.image_processor = CachedImageProcessor(self.processor.image_processor)
         self.model = AutoModelForImageTextToText.from_pretrained(
             folder, local_files_only=True, dtype=self.torch_dtype, trust_remote_code=self.trust_remote_code,
         ).to(self.torch_device)
@@ -84,12 +93,11 @@ class HFAdapter(VLMAdapter):
             return no_image_input(self.no_image_mode)
         from PIL import Image
 
-        from volprobe.probes.models.base import hash_bytes
         from volprobe.probes.models.preprocessing import slice_images
 
         arrays, info = slice_images(volume, count=self.slices, size=self.slice_size)
         digest = hash_bytes("hf-slices", *(f"{a.shape}" for a in arrays), *(a.tobytes() for a in arrays))
-        return Prepared(data=[Image.fromarray(a, mode="RGB") for a in arrays], input_hash=digest, info=info)
+        return Prepared(data=[Image.fromarray(a) for a in arrays], input_hash=digest, info=info)
 
     def conversation(self, prepared: Prepared, item: Item) -> list[dict[str, Any]]:
         """The chat sent for one item: instruction, per slice an image then ``SLICE i``, then the question."""
@@ -97,7 +105,7 @@ class HFAdapter(VLMAdapter):
         if prepared.no_image:
             return [{"role": "user", "content": [question]}]
         images = prepared.data
-        content: list[dict[str, Any]] = [{"type": "text", "text": self.instruction.format(n=len(images))}]
+        content: list[dict[str, Any]] = [{"type": "text", "text": self.instruction.replace("{n}", str(len(images)))}]
         for i, image in enumerate(images, start=1):
             content += [{"type": "image", "image": image}, {"type": "text", "text": f"SLICE {i}"}]
         return [{"role": "user", "content": content + [question]}]
@@ -126,3 +134,89 @@ class HFAdapter(VLMAdapter):
             out = self.model.generate(**inputs, **self.greedy_kwargs(self.processor.tokenizer.pad_token_id))
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         return [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+class CachedImageProcessor:
+    """A processor's image processor that processes each list of images once and replays the output.
+
+    A processor calls ``image_processor(images, **kwargs)`` with one image list per chat of the batch.
+    Each chat's output (``real([images_of_one_chat], **kwargs)``) is kept for the last ``max_entries``
+    image lists (keyed by the images' identity and the kwargs) and a batch's outputs are joined along the
+    first axis. The first join of several chats is compared with a real call on the whole batch; if
+    they differ (a processor with per-chat nested outputs), caching is switched off for good. Any other
+    attribute is the wrapped processor's.
+    """
+
+    def __init__(self, real, max_entries: int = 4):
+        self.real = real
+        self.max_entries = max_entries
+        self.entries: OrderedDict = OrderedDict()
+        self.state = "unverified"  # then "on" or "off"
+        self.hits = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+    def __call__(self, images, **kwargs):
+        nested = isinstance(images, (list, tuple)) and all(isinstance(s, (list, tuple)) for s in images)
+        if self.state == "off" or not nested or not images:
+            return self.real(images, **kwargs)
+        parts = [self._one(list(sample), kwargs) for sample in images]
+        if len(parts) == 1:
+            return parts[0]
+        try:
+            joined = join_features(parts)
+        except TypeError:
+            joined = None
+        if self.state == "unverified":
+            real = self.real(images, **kwargs)
+            self.state = "on" if joined is not None and same_features(real, joined) else "off"
+            return real
+        return joined if joined is not None else self.real(images, **kwargs)
+
+    def _one(self, sample: list, kwargs: dict):
+        key = (tuple(id(im) for im in sample), repr(sorted(kwargs.items())))
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            self.hits += 1
+            return self.entries[key][1]
+        out = self.real([sample], **kwargs)
+        self.entries[key] = (sample, out)  # the images are kept alive so their ids stay unique
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+        return out
+
+
+def join_features(parts: Sequence):
+    """Join image-processor outputs of several chats along the first axis (tensors, arrays, lists)."""
+    import numpy as np
+    import torch
+
+    joined = {}
+    for key in parts[0].keys():
+        values = [p[key] for p in parts]
+        if all(isinstance(v, torch.Tensor) for v in values):
+            joined[key] = torch.cat(values)
+        elif all(isinstance(v, np.ndarray) for v in values):
+            joined[key] = np.concatenate(values)
+        elif all(isinstance(v, list) for v in values):
+            joined[key] = [x for v in values for x in v]
+        else:
+            raise TypeError(f"cannot join image-processor output {key!r}")
+    return type(parts[0])(joined)
+
+
+def same_features(a, b) -> bool:
+    import numpy as np
+    import torch
+
+    if set(a.keys()) != set(b.keys()):
+        return False
+    for key in a.keys():
+        x, y = a[key], b[key]
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if x.shape != y.shape or not torch.equal(x, y):
+                return False
+        elif not np.array_equal(np.asarray(x, dtype=object), np.asarray(y, dtype=object)):
+            return False
+    return True

@@ -7,16 +7,18 @@ Follows M3D's public code (``LaMed/src/model``, the hub model's remote code, 3D-
   ``AutoTokenizer.from_pretrained(..., use_fast=False, trust_remote_code=True)``, both offline;
 * volume: float tensor ``1 x 1 x 32 x 256 x 256`` (B, C, D, H, W), min-max scaled to [0, 1], built by
   :func:`~volprobe.probes.models.preprocessing.m3d_volume` (MONAI; orientation from the affine);
-* prompt: ``"<im_patch>" * 256 + " " + question`` (the tokenizer adds BOS, so the image tokens sit at
-  positions 1..256, where M3D's ``prepare_inputs_for_multimodal`` writes the image features); closed
-  questions get 3D-RAD's suffix ``\\nChoices: A. .. B. ..\\nAnswer:``;
+* prompt: ``"<im_patch>" * 256 + " " + question``; M3D's ``prepare_inputs_for_multimodal`` writes the
+  image features over positions 1..256 whatever the tokens are: over the ``<im_patch>`` tokens when the
+  tokenizer adds a BOS token (LLaMA, Phi-3), shifted by one when it does not (Qwen2.5 in Med3DVLM: the
+  first ``<im_patch>`` stays and the space after the last is overwritten) — reproduced, and recorded as
+  ``im_patch_start``; closed questions get 3D-RAD's suffix ``\\nChoices: A. .. B. ..\\nAnswer:``;
 * decoding: ``model.generate(images=..., inputs=..., max_new_tokens=256, do_sample=False)``.
 
 Batching (option ``batching``): M3D's ``generate`` ignores ``attention_mask`` and splices at fixed
 positions, so padded batches would be wrong. ``exact`` (default) batches only prompts of equal token
 length (no padding) through the authors' ``generate``; ``padded`` left-pads, writes the image features
-over the ``<im_patch>`` tokens itself and calls the generic ``GenerationMixin.generate`` with the
-attention mask (faster; same answers up to floating-point noise).
+over positions 1..256 after the padding itself and calls the generic ``GenerationMixin.generate`` with
+the attention mask (faster; same answers up to floating-point noise).
 
 ``text_only`` (option ``text_only_mode``), two distinct conditions:
 ``drop_tokens`` (default): the 256 ``<im_patch>`` tokens are left out, the model reads the text alone;
@@ -32,7 +34,8 @@ from typing import Any, Sequence
 from volprobe.errors import VolprobeError
 from volprobe.probes.items import Item
 from volprobe.probes.models.base import Generation, Prepared, register_model
-from volprobe.probes.models.vlm_common import VLMAdapter, choice, no_image_input, run_groups, tensor_hash
+from volprobe.probes.models.vlm_common import (VLMAdapter, choice, ensure_pad_token, no_image_input, run_groups,
+                                               tensor_hash)
 from volprobe.probes.models.weights import resolve_weights
 
 IMAGE_TOKEN = "<im_patch>"
@@ -77,12 +80,13 @@ class M3DAdapter(VLMAdapter):
         self.window = parse_window(window)
         self.tokenizer = None
         self.image_tokens = 256
+        self.im_patch_start: int | None = None  # 1 after a BOS token, else 0
 
     @property
     def generation_settings(self) -> dict[str, Any]:
         return {**super().generation_settings, "batching": self.batching, "prompt_style": self.prompt_style,
                 "text_only_mode": self.text_only_mode, "image_tokens": self.image_tokens,
-                "authors_decoding": self.authors_decoding}
+                "im_patch_start": self.im_patch_start, "authors_decoding": self.authors_decoding}
 
     # -- loading --------------------------------------------------------------------
     def _load(self) -> None:
@@ -92,6 +96,7 @@ class M3DAdapter(VLMAdapter):
         folder = str(self.weights.path)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=False, trust_remote_code=True,
                                                        local_files_only=True, padding_side="left")
+        ensure_pad_token(self.tokenizer)
         self.model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, local_files_only=True,
                                                           dtype=self.torch_dtype)
         self._after_load()
@@ -100,6 +105,11 @@ class M3DAdapter(VLMAdapter):
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         if self.image_token_id is None or self.image_token_id == self.tokenizer.unk_token_id:
             raise VolprobeError(f"{self.name}: the tokenizer in {folder} has no {IMAGE_TOKEN} token")
+        probe = self.tokenizer(IMAGE_TOKEN + " x")["input_ids"]
+        self.im_patch_start = probe.index(self.image_token_id) if self.image_token_id in probe else None
+        if self.im_patch_start not in (0, 1):
+            raise VolprobeError(f"{self.name}: the tokenizer puts {IMAGE_TOKEN} at position {self.im_patch_start} "
+                                "of a prompt; M3D-style models need it first (after an optional BOS)")
 
     def _after_load(self) -> None:
         """Hook for subclasses (e.g. extra weight files) before the model moves to its device."""
@@ -139,9 +149,10 @@ class M3DAdapter(VLMAdapter):
     def _check_image_tokens(self, prepared: Prepared, item: Item, row: list[int]) -> None:
         n = row.count(self.image_token_id)
         expected = 0 if prepared.no_image and self.text_only_mode == "drop_tokens" else self.image_tokens
-        if n != expected or (expected and row[1:1 + expected] != [self.image_token_id] * expected):
+        start = self.im_patch_start
+        if n != expected or (expected and row[start:start + expected] != [self.image_token_id] * expected):
             raise VolprobeError(f"{self.name}: item {item.id}: expected {expected} {IMAGE_TOKEN} tokens at positions "
-                                f"1..{expected}, got {n} (does the tokenizer add a BOS token?)")
+                                f"{start}..{start + expected - 1}, got {n} (does the question hold {IMAGE_TOKEN}?)")
 
     def _images(self, prepared: Sequence[Prepared]):
         import torch
@@ -164,7 +175,8 @@ class M3DAdapter(VLMAdapter):
         return self._decode(out)
 
     def _run_padded(self, prepared: Sequence[Prepared], texts: Sequence[str]) -> list[str]:
-        """Left-padded batch: image features written over the ``<im_patch>`` tokens, attention mask kept."""
+        """Left-padded batch: image features written over positions 1..256 after each row's padding (as M3D's
+        splice does on an unpadded row), attention mask kept."""
         import torch
         from transformers import GenerationMixin
 
@@ -174,7 +186,9 @@ class M3DAdapter(VLMAdapter):
             images = self._images(prepared)
             if images is not None:
                 features = self.model.encode_images(images).to(embeds.dtype)
-                embeds[enc["input_ids"] == self.image_token_id] = features.reshape(-1, features.shape[-1])
+                pads = (enc["attention_mask"] == 0).sum(dim=1).tolist()
+                for row, pad in enumerate(pads):
+                    embeds[row, pad + 1:pad + 1 + features.shape[1]] = features[row]
             out = GenerationMixin.generate(self.model, inputs_embeds=embeds, attention_mask=enc["attention_mask"],
                                            **self.greedy_kwargs(self.tokenizer.pad_token_id))
         return self._decode(out)

@@ -75,7 +75,6 @@ class RadFMAdapter(VLMAdapter):
 
     # -- loading --------------------------------------------------------------------
     def _load(self) -> None:
-        import torch
         from transformers import AutoTokenizer
 
         self.weights = resolve_weights(self.path, model=self.name, required=REQUIRED)
@@ -89,6 +88,9 @@ class RadFMAdapter(VLMAdapter):
                 f"radfm: RadFM's code could not open a file while building the model in {folder} ({exc}). "
                 "Its embedding layer loads Med-KEBERT by a path relative to that folder (./MedKEBERT in "
                 "Quick_demo): put xmcmic/Med-KEBERT's config and tokenizer there") from exc
+        except TypeError as exc:
+            raise VolprobeError(f"radfm: {MODEL_MODULE}.MultiLLaMAForCausalLM in {folder} does not take "
+                                f"lang_model_path alone ({exc}); use the code of RadFM's Quick_demo") from exc
         model.load_state_dict(load_state_dict(folder / "pytorch_model.bin"))
         self.model = model.to(self.torch_device, dtype=self.torch_dtype)
         self.tokenizer = radfm_tokenizer(AutoTokenizer.from_pretrained(str(folder / "Language_files"),

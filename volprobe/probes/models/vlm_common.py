@@ -5,9 +5,10 @@ No torch import at module level.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Hashable, Sequence
 
-from volprobe.errors import VolprobeError
+from volprobe.errors import VolprobeError, VolprobeWarning
 from volprobe.probes.models.base import ModelAdapter, Prepared, hash_bytes
 from volprobe.probes.models.weights import ResolvedWeights, dtype_name, resolve_device, resolve_dtype
 
@@ -25,6 +26,9 @@ class VLMAdapter(ModelAdapter):
     def __init__(self, path: str | None = None, device: str = "cpu", dtype: str = "auto",
                  max_new_tokens: int | str = 64, **options: Any):
         super().__init__(path=path, device=device, dtype=dtype, **options)
+        if options:
+            warnings.warn(f"{self.name}: ignoring unknown option(s) {', '.join(sorted(options))}", VolprobeWarning,
+                          stacklevel=3)
         self.max_new_tokens = positive_int(max_new_tokens, "max_new_tokens")
         self.weights: ResolvedWeights | None = None
         self.model = None
@@ -35,7 +39,7 @@ class VLMAdapter(ModelAdapter):
 
     @property
     def generation_settings(self) -> dict[str, Any]:
-        settings = {"do_sample": False, "num_beams": 1, "max_new_tokens": self.max_new_tokens}
+        settings = self.greedy_kwargs(None)
         if self.model is not None:
             settings.update(dtype=dtype_name(self.torch_dtype), device=str(self.torch_device))
         return settings
@@ -61,6 +65,12 @@ class VLMAdapter(ModelAdapter):
         if pad_token_id is not None:
             kwargs["pad_token_id"] = pad_token_id
         return kwargs
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Give a tokenizer without a padding token one (EOS, else UNK); padded positions are masked out anyway."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
 
 
 def positive_int(value: Any, name: str) -> int:

@@ -105,7 +105,8 @@ def resolve_weights(path: str | None, *, model: str, default_repo: str | None = 
             snap = find_snapshot(repo_id, cache)
             where = cache / f"models--{repo_id.replace('/', '--')}"
             if snap is None:
-                looked.append(f"{where}/snapshots/* (Hugging Face cache: {repo_id} not present)")
+                why = "no snapshot named by refs/main" if where.is_dir() else "not present"
+                looked.append(f"{where}/snapshots/* (Hugging Face cache: {repo_id} {why})")
                 continue
             return _checked(snap, "hf-cache", repo_id, required, model)
     hint = (f"download it where there is internet (`huggingface-cli download {repo_id}`) and copy the cache, "

@@ -1,0 +1,106 @@
+"""The accuracy table: per model × control × group, accuracy with a Wilson CI, outcome counts, the
+test against chance and, for evaluated models, against the strongest blind baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from volprobe.stats.binomial import chance_levels, poisson_binomial_from_levels, wilson_interval
+from volprobe.stats.groups import Groups
+from volprobe.stats.panel import Panel
+from volprobe.stats.rows import concat, group_rows
+from volprobe.stats.settings import ReportSettings
+
+
+def baseline_control(panel: Panel, m: int, control: str, reference: str) -> int | None:
+    """A blind baseline's records for ``control``: its own if it ran it, else those under the
+    reference, else text_only, else its first control."""
+    have = [c for c in range(len(panel.controls)) if panel.present[m, c].any()]
+    for name in (control, reference, "text_only"):
+        if name in panel.controls and panel.controls.index(name) in have:
+            return panel.controls.index(name)
+    return have[0] if have else None
+
+
+def accuracy_table(panel: Panel, groups: Groups, roles, s: ReportSettings) -> pd.DataFrame:
+    chance = panel.items["chance"].to_numpy()
+    has_chance = ~np.isnan(chance)
+    level_code = np.unique(np.round(chance[has_chance], 12), return_inverse=True)[1]
+    levels = chance_levels(chance[has_chance])[0]
+    onehot = np.zeros((len(chance), len(levels)), dtype=bool)
+    onehot[np.flatnonzero(has_chance), level_code] = True
+    baselines = [m for m, name in enumerate(panel.models) if roles[name] == "baseline"]
+    frames = []
+    for m, model in enumerate(panel.models):
+        for c, control in enumerate(panel.controls):
+            present = panel.present[m, c]
+            if not present.any():
+                continue
+            valid = panel.valid(m, c)
+            correct = panel.correct[m, c] & valid
+            cols = [valid, correct, present & panel.error[m, c], panel.unparseable[m, c] & valid,
+                    panel.refused[m, c] & valid, correct & has_chance]
+            counts = groups.counts(np.column_stack(cols + [valid[:, None] & onehot]))
+            keep = counts[:, 0] + counts[:, 2] > 0
+            frame = group_rows(groups, counts[:, :6], ["n", "correct", "n_error", "unparseable", "refused", "correct_chance"],
+                          keep, model=model, role=roles[model], control=control)
+            _chance_tests(frame, levels, counts[keep, 6:].round().astype(np.int64), s)
+            if roles[model] == "model" and baselines:
+                _baseline_tests(frame, panel, groups, m, c, valid, correct, baselines, s, keep)
+            frames.append(frame)
+    table = concat(frames)
+    if table.empty:
+        return table
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["accuracy"] = table["correct"] / table["n"]
+        table["ci_low"], table["ci_high"] = wilson_interval(table["correct"], table["n"], s.alpha)
+        table["unparseable_rate"] = table["unparseable"] / table["n"]
+        table["refusal_rate"] = table["refused"] / table["n"]
+    return table
+
+
+def _chance_tests(frame: pd.DataFrame, levels: np.ndarray, by_level: np.ndarray, s: ReportSettings) -> None:
+    n_chance = by_level.sum(axis=1)
+    frame["n_chance"] = n_chance
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["chance"] = (by_level * levels).sum(axis=1) / n_chance
+    p = np.full(len(frame), np.nan)
+    for r in np.flatnonzero(n_chance > 0):
+        dist = poisson_binomial_from_levels(levels, by_level[r])
+        p[r] = dist.pvalue(frame["correct_chance"].iat[r], s.chance_alternative)
+    frame["chance_levels"] = (by_level > 0).sum(axis=1)
+    frame["p_chance"] = p
+
+
+def _baseline_tests(frame, panel: Panel, groups: Groups, m, c, valid, correct, baselines, s, keep) -> None:
+    """Against the strongest blind baseline (highest accuracy on the shared items) of each group."""
+    best: dict[str, np.ndarray] | None = None
+    for b in baselines:
+        cb = baseline_control(panel, b, panel.controls[c], s.reference)
+        if cb is None:
+            continue
+        shared = valid & panel.valid(b, cb)
+        counts = groups.counts(np.column_stack([shared, correct & shared, panel.correct[b, cb] & shared]))[keep]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = counts[:, 2] / counts[:, 0]
+        cand = {"baseline": np.full(len(acc), panel.models[b], dtype=object),
+                "baseline_control": np.full(len(acc), panel.controls[cb], dtype=object),
+                "n_baseline_shared": counts[:, 0].round().astype(np.int64),
+                "correct_shared": counts[:, 1].round().astype(np.int64), "baseline_accuracy": acc}
+        if best is None:
+            best = cand
+            continue
+        better = np.nan_to_num(acc, nan=-1) > np.nan_to_num(best["baseline_accuracy"], nan=-1)
+        for col in best:
+            best[col] = np.where(better, cand[col], best[col])
+    if best is None:
+        return
+    p = np.full(len(frame), np.nan)
+    for r in np.flatnonzero(best["n_baseline_shared"] > 0):
+        p[r] = stats.binomtest(int(best["correct_shared"][r]), int(best["n_baseline_shared"][r]),
+                               float(best["baseline_accuracy"][r]), alternative="greater").pvalue
+    for col, values in best.items():
+        frame[col] = values
+    frame["p_baseline"] = p

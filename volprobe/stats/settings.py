@@ -1,0 +1,68 @@
+"""Options of a report and the role of each model in it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from volprobe.stats.multiple import check_correction
+from volprobe.stats.panel import is_baseline_name, is_random_name
+from volprobe.stats.result import check_alternative
+
+#: Controls that remove the image: the verdict's "without the volume" (the first one a model has).
+NO_IMAGE_CONTROLS = ("text_only", "blank")
+
+
+@dataclass
+class ReportSettings:
+    """Options of a report (all recorded in its JSON and manifest).
+
+    Attributes:
+        alpha: significance level; CIs are (1 − alpha).
+        correction: ``holm`` or ``fdr_bh`` over every test in the report.
+        reference: the control every other control is compared with.
+        by: groupings (see :mod:`volprobe.stats.groups`); the group ``all`` is always there.
+        baselines: extra blind-baseline model names (``prior`` and ``prior:*`` always are).
+        pairwise_controls: controls under which models are compared with each other (default: reference).
+        chance_alternative: sidedness of the test against chance.
+        n_boot, n_perm, seed: bootstrap resamples, permutations, and their seed.
+        intersect: compare shared items when a non-counterfactual control lacks items of the
+            reference (instead of failing).
+        power: power for minimum detectable effects.
+    """
+
+    alpha: float = 0.05
+    correction: str = "holm"
+    reference: str = "full"
+    by: tuple[str, ...] = ()
+    baselines: tuple[str, ...] = ()
+    pairwise_controls: tuple[str, ...] = ()
+    chance_alternative: str = "two-sided"
+    n_boot: int = 2000
+    n_perm: int = 10000
+    seed: int = 0
+    intersect: bool = False
+    power: float = 0.8
+
+    def __post_init__(self) -> None:
+        check_correction(self.correction)
+        check_alternative(self.chance_alternative)
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha}")
+        self.by, self.baselines, self.pairwise_controls = tuple(self.by), tuple(self.baselines), \
+            tuple(self.pairwise_controls)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_roles(models: list[str], baselines=()) -> dict[str, str]:
+    """``baseline`` (blind: ``prior``, ``prior:*``, or named), ``random`` (``random``, ``random:*``) or ``model``."""
+    roles = {}
+    for m in models:
+        if is_baseline_name(m) or m in baselines:
+            roles[m] = "baseline"
+        elif is_random_name(m):
+            roles[m] = "random"
+        else:
+            roles[m] = "model"
+    return roles
