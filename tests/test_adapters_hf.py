@@ -155,7 +155,8 @@ def test_gemma_full_chat_places_images_and_labels(gemma, volume):
 def test_gemma_text_only(gemma):
     _, kw = prefill(gemma, [(gemma.prepare(None), ITEMS[0])])
     assert kw.get("pixel_values") is None
-    assert readable(gemma, kw["input_ids"][0]) == f"<bos><start_of_turn>user\n{gemma.prompt(ITEMS[0])}<end_of_turn>\n<start_of_turn>model\n"
+    expected = f"<bos><start_of_turn>user\n{gemma.prompt(ITEMS[0])}<end_of_turn>\n<start_of_turn>model\n"
+    assert readable(gemma, kw["input_ids"][0]) == expected
 
 
 def test_single_slice_volume_gives_one_image(gemma, volume):
@@ -213,3 +214,17 @@ def test_image_cache_switches_off_when_outputs_do_not_join():
     refusing = CachedImageProcessor(per_batch)
     assert refusing([a, b])["chats"].tolist() == [2] and refusing.state == "off"
     assert refusing([a, b])["chats"].tolist() == [2]
+
+
+def test_loads_offline_from_a_hugging_face_cache_snapshot(qwen_dir, tmp_path, monkeypatch):
+    import shutil
+
+    repo = tmp_path / "hub" / "models--Qwen--Qwen2.5-VL-3B-Instruct"
+    shutil.copytree(qwen_dir, repo / "snapshots" / "0123abc")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    adapter = loaded("Qwen/Qwen2.5-VL-3B-Instruct")
+    assert adapter.revision == "0123abc" and adapter.weights.source == "hf-cache"
+    assert adapter.weights.repo_id == "Qwen/Qwen2.5-VL-3B-Instruct"

@@ -1,4 +1,4 @@
-"""A tiny RadFM "source checkout": the stand-in ``Model/RadFM`` code, ``Language_files``, ``MedKEBERT``, ``pytorch_model.bin``."""
+"""A tiny RadFM "source checkout": stand-in ``Model/RadFM`` code, ``Language_files``, ``MedKEBERT``, weights."""
 
 from __future__ import annotations
 

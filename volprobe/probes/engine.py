@@ -329,7 +329,7 @@ class _Engine:
 
     def _ensure_loaded(self) -> None:
         if not self.loaded:
-            self.model.run_seed = self.seed  # type: ignore[attr-defined]
+            self.model.run_seed = self.seed
             self.model.load()
             self.loaded = True
             self.revision = self.model.revision

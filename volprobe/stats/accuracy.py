@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from volprobe.stats.binomial import chance_levels, poisson_binomial_from_levels, wilson_interval
+from volprobe.stats.binomial import chance_level_codes, poisson_binomial_from_levels, wilson_interval
 from volprobe.stats.groups import Groups
 from volprobe.stats.panel import Panel
 from volprobe.stats.rows import concat, group_rows
@@ -24,11 +24,11 @@ def baseline_control(panel: Panel, m: int, control: str, reference: str) -> int 
     return have[0] if have else None
 
 
-def accuracy_table(panel: Panel, groups: Groups, roles, s: ReportSettings) -> pd.DataFrame:
+def accuracy_table(panel: Panel, groups: Groups, roles: dict[str, str], s: ReportSettings) -> pd.DataFrame:
+    """One row per model × control × group (see the module docstring); rates are fractions."""
     chance = panel.items["chance"].to_numpy()
     has_chance = ~np.isnan(chance)
-    level_code = np.unique(np.round(chance[has_chance], 12), return_inverse=True)[1]
-    levels = chance_levels(chance[has_chance])[0]
+    levels, level_code = chance_level_codes(chance[has_chance])
     onehot = np.zeros((len(chance), len(levels)), dtype=bool)
     onehot[np.flatnonzero(has_chance), level_code] = True
     baselines = [m for m, name in enumerate(panel.models) if roles[name] == "baseline"]
@@ -44,8 +44,8 @@ def accuracy_table(panel: Panel, groups: Groups, roles, s: ReportSettings) -> pd
                     panel.refused[m, c] & valid, correct & has_chance]
             counts = groups.counts(np.column_stack(cols + [valid[:, None] & onehot]))
             keep = counts[:, 0] + counts[:, 2] > 0
-            frame = group_rows(groups, counts[:, :6], ["n", "correct", "n_error", "unparseable", "refused", "correct_chance"],
-                          keep, model=model, role=roles[model], control=control)
+            names = ["n", "correct", "n_error", "unparseable", "refused", "correct_chance"]
+            frame = group_rows(groups, counts[:, :6], names, keep, model=model, role=roles[model], control=control)
             _chance_tests(frame, levels, counts[keep, 6:].round().astype(np.int64), s)
             if roles[model] == "model" and baselines:
                 _baseline_tests(frame, panel, groups, m, c, valid, correct, baselines, s, keep)

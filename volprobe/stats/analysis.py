@@ -124,7 +124,8 @@ def _minimum_detectable(a: Analysis) -> None:
     if not a.pairwise.empty:
         a.pairwise["mde"] = _mde_paired(a.pairwise, s)
     if not a.scores.empty:
-        a.scores["mde"] = np.where(a.scores["p_significant"], np.nan, mde_from_se(a.scores["se_boot"], s.alpha, s.power))
+        se = a.scores["se_boot"].to_numpy(dtype=float)
+        a.scores["mde"] = np.where(a.scores["p_significant"] | (se == 0), np.nan, mde_from_se(se, s.alpha, s.power))
     if not a.accuracy.empty:
         a.accuracy["mde_chance"] = [
             mde_binomial(int(n), p0, s.alpha, s.power, s.chance_alternative)

@@ -132,16 +132,22 @@ def poisson_binomial_from_levels(levels, counts) -> PoissonBinomial:
     return _from_levels(tuple(float(x) for x in levels), tuple(int(c) for c in counts))
 
 
-def chance_levels(chance) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct chance values and their counts; values equal to 12 decimals (1/3 computed two ways)
-    are one level, represented by their mean."""
+def chance_level_codes(chance) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct chance levels, level index of each item); values equal to 12 decimals (1/3
+    computed two ways) are one level, represented by their mean."""
     chance = np.asarray(chance, dtype=float).ravel()
     if np.any(np.isnan(chance)):
         raise ValueError("chance contains NaN (open items have no chance level; drop them first)")
     if np.any((chance < 0) | (chance > 1)):
         raise ValueError("chance levels must lie in [0, 1]")
     _, code, counts = np.unique(np.round(chance, 12), return_inverse=True, return_counts=True)
-    return np.bincount(code, weights=chance) / counts, counts
+    return np.bincount(code, weights=chance) / np.maximum(counts, 1), code
+
+
+def chance_levels(chance) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct chance levels (see :func:`chance_level_codes`) and the number of items at each."""
+    levels, code = chance_level_codes(chance)
+    return levels, np.bincount(code, minlength=levels.size)
 
 
 def chance_test(correct, chance, alternative: str = "two-sided", alpha: float = 0.05) -> TestResult:

@@ -87,7 +87,7 @@ def build_panel(table: RecordTable) -> Panel:
         raise FormatError(f"{n_m} models × {n_c} controls × {n_i:,} items is too large a table; "
                           "report on fewer runs at a time")
     flat = (m_code * n_c + c_code) * n_i + i_code
-    _check_unique(flat, f, table.sources, models, controls)
+    _check_unique(flat, f, table.sources)
 
     answers = f["gold"].cat.categories.union(f["parsed"].cat.categories).union(f["gold_original"].cat.categories)
     gold = _codes(f["gold"], answers)
@@ -177,7 +177,7 @@ class _Where:
         return str(self.frame["item_id"].iloc[r])
 
 
-def _check_unique(flat: np.ndarray, f: pd.DataFrame, sources: list[str], models, controls) -> None:
+def _check_unique(flat: np.ndarray, f: pd.DataFrame, sources: list[str]) -> None:
     order = np.argsort(flat, kind="stable")
     dup = np.flatnonzero(flat[order][1:] == flat[order][:-1])
     if dup.size:

@@ -14,22 +14,24 @@ from scipy import optimize, special, stats
 from volprobe.stats.result import check_alternative
 
 
-def _cdf(k, n, p) -> np.ndarray:
-    """P(Bin(n, p) <= k) for any integer k (scipy.special's ufunc: fast, no argument checking)."""
+def _tail(k, n, p, upper: bool):
+    """P(Bin(n, p) > k) if ``upper`` (summed directly, so accurate when small) else P(Bin(n, p) <= k),
+    for any integer k, with scipy.special's ufuncs (fast; they reject k outside [0, n))."""
+    at_low, at_high = (1.0, 0.0) if upper else (0.0, 1.0)  # the values for k < 0 and k >= n
+    tail = special.bdtrc if upper else special.bdtr
     if np.ndim(k) == 0 and np.ndim(n) == 0:
-        return 0.0 if k < 0 else 1.0 if k >= n else float(special.bdtr(int(k), int(n), p))
+        return at_low if k < 0 else at_high if k >= n else float(tail(int(k), int(n), p))
     k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
     with np.errstate(invalid="ignore"):
-        return np.where(k < 0, 0.0, np.where(k >= n, 1.0, special.bdtr(np.clip(k, 0, None), n, p)))
+        return np.where(k < 0, at_low, np.where(k >= n, at_high, tail(np.clip(k, 0, None), n, p)))
 
 
-def _sf(k, n, p) -> np.ndarray:
-    """P(Bin(n, p) > k) (the upper tail summed directly, accurate when small)."""
-    if np.ndim(k) == 0 and np.ndim(n) == 0:
-        return 1.0 if k < 0 else 0.0 if k >= n else float(special.bdtrc(int(k), int(n), p))
-    k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
-    with np.errstate(invalid="ignore"):
-        return np.where(k < 0, 1.0, np.where(k >= n, 0.0, special.bdtrc(np.clip(k, 0, None), n, p)))
+def _cdf(k, n, p):
+    return _tail(k, n, p, upper=False)
+
+
+def _sf(k, n, p):
+    return _tail(k, n, p, upper=True)
 
 
 def _binom_window(n: int, p: float, eps: float = 1e-12) -> np.ndarray:

@@ -175,7 +175,11 @@ DEFINITIONS = """\
   counterfactual volume are exchangeable; the test is a one-sided exact McNemar test of "answer equals
   the transformed gold" between the counterfactual and the original volume.
 - **Cochran's Q** compares accuracy across the reference and every non-counterfactual control.
-- **Scores**: paired sign-flip permutation test of the mean difference, flipping whole clusters.
+- **Scores**: paired sign-flip permutation test of the mean difference, flipping whole clusters
+  (all sign patterns when few clusters; the normal law with the permutation distribution's exact
+  mean and variance from 200 clusters on); no MDE where the scores did not vary at all.
+- **Models**: `prior`, `prior:*` and --baseline models are blind baselines; `random` is the random
+  reference; neither gets paired tests or a verdict. Every other model is evaluated.
 - **Multiple comparisons**: every p-value in the report is one family, adjusted by the method named in
   each header; `*` marks significance at alpha after adjustment.
 - **MDE** (beside non-significant results): the smallest effect with the stated power at alpha — for

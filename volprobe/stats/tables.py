@@ -64,7 +64,9 @@ def display_tables(a: Analysis, verdicts: pd.DataFrame) -> dict[str, tuple[str, 
             f"Accuracy % [{level} CI]": [f"{pct(x)} {interval(lo, hi)}" for x, lo, hi in
                                          zip(t["accuracy"], t["ci_low"], t["ci_high"])],
             "Errors": t["n_error"], "Unparseable %": t["unparseable_rate"].map(pct),
-            "Refused %": t["refusal_rate"].map(pct), "Chance %": t["chance"].map(pct),
+            "Refused %": t["refusal_rate"].map(pct),
+            "Chance % (items)": [pct(c) if k == n else f"{pct(c)} ({k:,})" if k else "–"
+                                 for c, k, n in zip(t["chance"], t["n_chance"], t["n"])],
             f"p vs chance ({s.chance_alternative}, {corr})": [
                 p_cell(p, sig, mde) for p, sig, mde in zip(t["p_chance_adj"], t["p_chance_significant"], t["mde_chance"])],
         })
@@ -75,7 +77,8 @@ def display_tables(a: Analysis, verdicts: pd.DataFrame) -> dict[str, tuple[str, 
                 p_cell(p, sig, mde) for p, sig, mde in
                 zip(t["p_baseline_adj"], t["p_baseline_significant"], t["mde_baseline"])]
         out["accuracy"] = (f"Accuracy per model, control and group (Wilson {level} CI; exact binomial or "
-                           f"Poisson-binomial test against chance; binomial test against the strongest blind "
+                           f"Poisson-binomial test against chance on the items that have a chance level, their "
+                           f"number in brackets when not all; binomial test against the strongest blind "
                            f"baseline's accuracy on the same items)", d)
     t = a.paired
     if not t.empty:

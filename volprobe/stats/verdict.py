@@ -70,8 +70,10 @@ def _main(row, corr: str) -> tuple[str, str]:
 def _leakage(acc, corr: str) -> tuple[object, str]:
     if acc is None or pd.isna(acc.get("p_chance")):
         return None, ""
-    where = f"{acc.control} accuracy {_pts(acc.accuracy, False)}% vs chance {_pts(acc.chance, False)}%"
-    if acc.p_chance_significant and acc.accuracy > acc.chance:
+    closed = acc.correct_chance / acc.n_chance  # the items that have a chance level
+    where = (f"{acc.control} accuracy {_pts(closed, False)}% vs chance {_pts(acc.chance, False)}% on "
+             f"{int(acc.n_chance):,} items with a chance level")
+    if acc.p_chance_significant and closed > acc.chance:
         return True, f"leakage: {where}, {_p(acc.p_chance_adj)} ({corr})"
     if acc.p_chance_significant:
         return False, f"below chance without the volume: {where}, {_p(acc.p_chance_adj)} ({corr})"
@@ -82,11 +84,11 @@ def _baseline(acc, corr: str) -> str:
     if acc is None or pd.isna(acc.get("p_baseline", np.nan)):
         return ""
     where = (f"{acc.control} {_pts(acc.correct_shared / acc.n_baseline_shared, False)}% vs blind baseline "
-             f"{acc.baseline} {_pts(acc.baseline_accuracy, False)}% on {acc.n_baseline_shared:,} shared items")
+             f"{acc.baseline} {_pts(acc.baseline_accuracy, False)}% on {int(acc.n_baseline_shared):,} shared items")
     if acc.p_baseline_significant:
         return f"beats the blind baseline: {where}, {_p(acc.p_baseline_adj)} ({corr}, one-sided)"
     mde = "" if pd.isna(acc.get("mde_baseline")) else f"; minimum detectable gain {_pts(acc.mde_baseline, False)} points"
-    return f"not shown above the blind baseline: {where}, {_p(acc.p_baseline_adj)}{mde}"
+    return f"not shown above the blind baseline: {where}, {_p(acc.p_baseline_adj)} ({corr}, one-sided){mde}"
 
 
 def _others(rows: pd.DataFrame, primary: str | None, corr: str) -> list[str]:
@@ -94,7 +96,7 @@ def _others(rows: pd.DataFrame, primary: str | None, corr: str) -> list[str]:
     for row in rows.itertuples():
         if row.control == primary:
             continue
-        if row.kind == "counterfactual" and getattr(row, "n_changed", 0) and row.n_changed > 0:
+        if row.kind == "counterfactual" and getattr(row, "n_changed", 0) > 0:
             follows = (f"answers follow the transformed anatomy on {_pts(row.tracking_rate, False)}% of "
                        f"{int(row.n_changed):,} items whose answer changes ({_pts(row.ref_tracking_rate, False)}% with "
                        f"the original volume)")

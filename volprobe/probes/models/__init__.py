@@ -25,11 +25,7 @@ BUILTIN_ADAPTER_MODULES: list[str] = [
 def import_builtin_adapters() -> None:
     """Import every built-in adapter module so that it registers (cheap: no torch at import)."""
     for mod in BUILTIN_ADAPTER_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # TODO(lead): drop once every module above exists
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 __all__ = ["MODEL_REGISTRY", "Generation", "ModelAdapter", "Prepared", "default_prompt", "load_model",

@@ -58,11 +58,14 @@ class ModelAdapter(ABC):
         no_image_mode: how the model runs under ``text_only`` (e.g. ``"no <im_patch> tokens"``),
             recorded in every text-only record.
         uses_image: False for blind models (they ignore the volume; the engine skips preparing it).
+        run_seed: the run's seed, set by the engine before ``load()``.
     """
 
     name: str = ""
     no_image_mode: str = "no image input"
     uses_image: bool = True
+    #: The run's seed; the engine sets it before ``load()`` (seeded reference models read it).
+    run_seed: int = 0
 
     def __init__(self, path: str | None = None, device: str = "cpu", dtype: str = "auto", **options: Any):
         self.path = path

@@ -35,7 +35,6 @@ class OracleModel(ModelAdapter):
 
     no_image_mode = "no volume to segment: uniform guess over the options"
     uses_image = True
-    run_seed: int = 0  # set by the run engine
 
     @property
     def segmenter(self) -> str:

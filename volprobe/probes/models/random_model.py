@@ -26,8 +26,6 @@ class RandomModel(ModelAdapter):
 
     no_image_mode = "ignores any image (uniform guess over the options)"
     uses_image = False
-    #: set by the run engine before ``load()``; the ``seed`` option overrides it when given.
-    run_seed: int = 0
 
     @property
     def revision(self) -> str:

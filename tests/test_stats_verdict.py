@@ -1,0 +1,45 @@
+"""The volume-reliance verdict rule, case by case."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from volprobe.stats.analysis import analyse
+from volprobe.stats.load import read_runs
+from volprobe.stats.panel import build_panel
+from volprobe.stats.settings import ReportSettings
+from volprobe.stats.synthetic import SyntheticModel, synthetic_items, write_synthetic_runs
+from volprobe.stats.verdict import _main, verdicts
+
+
+def row(change, lo, hi, p_adj, significant, n=500, mde=0.04):
+    return pd.Series({"change": change, "ci_low": lo, "ci_high": hi, "p_mcnemar_adj": p_adj,
+                      "p_mcnemar_significant": significant, "n": n, "mde": mde})
+
+
+@pytest.mark.parametrize("r,verdict,text", [
+    (row(-0.231, -0.284, -0.180, 1e-9, True), "uses the volume",
+     "uses the volume: −23.1 points [−28.4, −18.0] without it, McNemar p < 1e-6 (Holm)"),
+    (row(0.052, 0.011, 0.090, 0.003, True), "does better without the volume",
+     "does better without the volume: +5.2 points [+1.1, +9.0] without it, McNemar p = 0.003 (Holm)"),
+    (row(-0.060, -0.131, 0.004, 0.012, True), "inconclusive", "includes 0"),
+    (row(-0.010, -0.040, 0.020, 0.6, False, n=1304, mde=0.041), "no evidence of volume use",
+     "no evidence of volume use (n = 1,304; minimum detectable drop 4.1 points)"),
+    (row(0.0, 0.0, 0.0, 1.0, False, n=4, mde=np.nan), "no evidence of volume use", "not reachable with these items"),
+    (None, "not assessed", "no text_only or blank control"),
+])
+def test_verdict_rule(r, verdict, text):
+    got, sentence = _main(r, "Holm")
+    assert got == verdict and text in sentence
+
+
+def test_a_model_misled_by_the_image_does_better_without_it(tmp_path):
+    models = [SyntheticModel("misled", accuracy=0.2, blind_accuracy=0.75, patient_sd=0.3),
+              SyntheticModel("textonly", uses_volume=False, blind_accuracy=0.6)]
+    runs = write_synthetic_runs(tmp_path, models, synthetic_items(400, 80, seed=2), ("full", "blank", "single_slice"))
+    v = verdicts(analyse(build_panel(read_runs(runs)), ReportSettings(n_boot=300)))
+    by_model = v[v["grouping"] == "all"].set_index("model")
+    assert by_model.loc["misled", "verdict"] == "does better without the volume"
+    assert by_model.loc["misled", "no_image_control"] == "blank"  # no text_only: blank removes the image
+    assert by_model.loc["textonly", "verdict"] == "no evidence of volume use"
+    assert "single_slice" in by_model.loc["misled", "other_controls"]
