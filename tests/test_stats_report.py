@@ -119,7 +119,8 @@ def test_json_csv_markdown_latex_agree(report):
     assert reader.summary in md and "## How to read this report" in md
     tex = (report.out / "tables" / "paired.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and "−" not in tex
-    assert "task: spatial" in tex
+    assert "task: spatial" in tex and "text\\_only" in tex and "95\\% CI" in tex and "95% " not in tex
+    assert "\\textless{} 1e-6" in tex  # '<' is not a text character in pdfLaTeX's default font encoding
 
 
 def test_figures_manifest_and_determinism(report, runs, tmp_path):

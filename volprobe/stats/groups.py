@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -47,11 +48,14 @@ class Groups:
         out = self.membership.T @ (x if x.ndim == 2 else x[:, None])
         return np.asarray(out)
 
+    @cached_property
+    def _by_group(self) -> sparse.csc_matrix:
+        by_group = self.membership.tocsc()
+        by_group.sort_indices()
+        return by_group
+
     def items_of(self, t: int) -> np.ndarray:
         """Item indices of group t (ascending)."""
-        if not hasattr(self, "_by_group"):
-            self._by_group = self.membership.tocsc()
-            self._by_group.sort_indices()
         return self._by_group.indices[self._by_group.indptr[t]:self._by_group.indptr[t + 1]]
 
     def bootstrap(self, num: np.ndarray, den: np.ndarray, n_boot: int, seed: int, alpha: float,

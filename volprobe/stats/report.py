@@ -219,5 +219,5 @@ def _write_markdown(path: Path, a: Analysis, verdicts: pd.DataFrame, errors, rec
         lines += ["", "## Model errors", "", f"{len(errors):,} records (all in tables/errors.csv):", "",
                   to_markdown(error_summary(errors)), "", "First ones:", "", to_markdown(errors.head(20))]
     lines += ["", "## How to read this report", "", DEFINITIONS]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines).rstrip() + "\n")
     return path

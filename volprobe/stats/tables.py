@@ -158,13 +158,26 @@ def to_markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False, disable_numparse=True)
 
 
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "<": r"\textless{}", ">": r"\textgreater{}"}
+_LATEX_ASCII = {"−": "-", "–": "--", "×": "x", "·": "-", "≥": r"\textgreater{}=", "≤": r"\textless{}="}
+
+
+def latex_escape(text: str) -> str:
+    """Text for LaTeX: special characters escaped, signs pdfLaTeX lacks in UTF-8 input spelled out."""
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    for sign, ascii_text in _LATEX_ASCII.items():
+        out = out.replace(sign, ascii_text)
+    return out
+
+
 def to_latex(caption: str, table: pd.DataFrame, label: str) -> str:
-    """A booktabs table (``\\usepackage{booktabs}``), text escaped for LaTeX."""
-    clean = table.map(lambda v: str(v).replace("−", "-").replace("–", "--") if isinstance(v, str) else v)
-    styler = clean.style.hide(axis="index").format(escape="latex")
-    styler = styler.format_index(escape="latex", axis=1)
-    return styler.to_latex(hrules=True, caption=caption.replace("−", "-"), label=f"tab:{label}",
-                           column_format="l" * table.shape[1], position="htbp")
+    """A booktabs table (``\\usepackage{booktabs}``), every cell, header and the caption escaped."""
+    clean = table.map(latex_escape)
+    clean.columns = [latex_escape(c) for c in table.columns]
+    return clean.style.hide(axis="index").to_latex(hrules=True, caption=latex_escape(caption), label=f"tab:{label}",
+                                                   column_format="l" * table.shape[1], position="htbp")
 
 
 def write_tables(a: Analysis, verdicts: pd.DataFrame, errors: pd.DataFrame, folder: Path) -> dict[str, list[Path]]:

@@ -23,13 +23,15 @@ from volprobe.stats.analysis import Analysis
 from volprobe.stats.settings import NO_IMAGE_CONTROLS
 from volprobe.stats.multiple import correction_label
 from volprobe.stats.result import format_p
+from volprobe.stats.tables import pct, signed
 
 VERDICTS = ("uses the volume", "does better without the volume", "inconclusive", "no evidence of volume use",
             "not assessed")
 
 
 def _pts(x: float, sign: bool = True) -> str:
-    return f"{100 * x:+.1f}".replace("-", "−") if sign else f"{100 * x:.1f}"
+    """Points (percent) for sentences: signed with a true minus sign, or unsigned."""
+    return signed(x).replace("-", "−") if sign else pct(x)
 
 
 def _p(p: float) -> str:
