@@ -170,6 +170,80 @@ def relations_cmd(ct, masks, out, resample_masks, centroid_margin, extent_margin
 # question sets: questions  (issue 3)
 # ---------------------------------------------------------------------------------------------
 
+def _split_names(ctx, param, values) -> tuple[str, ...]:
+    """Repeated and/or comma-separated values → one tuple."""
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+@main.command("questions")
+@click.argument("cases", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Items file (JSON Lines); the manifest is written to OUT.manifest.json.")
+@click.option("--per-case", type=click.IntRange(min=1), default=60, show_default=True,
+              help="At most this many items per case (a counterbalanced pair is never split).")
+@click.option("--categories", multiple=True, callback=_split_names, metavar="LIST",
+              help="Only these (comma-separated or repeated): laterality, longitudinal, anterior_posterior, "
+                   "medial_lateral, adjacency, extent, size. [default: all]")
+@click.option("--formats", multiple=True, callback=_split_names, metavar="LIST",
+              help="Only these: yes_no, two_option, four_option. [default: all]")
+@seed_option()
+@click.option("--masks-suffix", default=None, metavar="SUFFIX",
+              help="Also take CTs NAME.nii.gz with masks NAME<SUFFIX> beside them (e.g. _seg.nii.gz, as "
+                   "`probe phantom` writes; folders of such pairs too); relation graphs are computed on the fly.")
+@click.option("--structures", "include", multiple=True, callback=_split_names, metavar="GLOB",
+              help="Only ask about structures matching GLOB (repeatable), e.g. --structures 'kidney_*,liver'.")
+@click.option("--exclude", multiple=True, callback=_split_names, metavar="GLOB",
+              help="Never ask about structures matching GLOB (repeatable), e.g. --exclude 'rib_*'.")
+@click.option("--min-volume", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="mL; structures smaller than this in a case are not asked about there.")
+@click.option("--prior-min-cases", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Cases with a clear answer a family needs before it is tagged prior_fixed true/false "
+                   "(fewer: null = unknown).")
+@click.option("--prior-threshold", type=click.FloatRange(0.5, 1.0, min_open=True), default=0.9, show_default=True,
+              help="Share of cases with the family's most common answer at which it is prior_fixed.")
+@click.option("--prior-reference", type=click.Path(dir_okay=False), default=None,
+              help="Manifest of an earlier (larger) `probe questions` run: its per-family answer counts are "
+                   "added before tagging prior_fixed (lets a few cases borrow a cohort's tags).")
+@click.option("--leakage-check", is_flag=True,
+              help="Fit a question-text-only classifier (TF-IDF + logistic regression) on half the patients, "
+                   "score the other half, per category with 95% CIs; printed and stored in the manifest.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def questions_cmd(cases, out, per_case, categories, formats, seed, masks_suffix, include, exclude, min_volume,
+                  prior_min_cases, prior_threshold, prior_reference, leakage_check, no_progress) -> None:
+    """Spatial question items from anatomy relation graphs: mask-verified, balanced, evidence-tagged.
+
+    \b
+    CASES: relations JSON files from `probe relations`, folders of them, or (with --masks-suffix)
+    CTs / phantom folders with their masks. Every answer comes from a clear relation in the masks
+    (never an indeterminate one); counterbalanced pairs (A vs B and B vs A) and rotated options
+    balance yes/no, left/right and option positions per category and format; each item carries
+    its relation, margin, evidence axes and axial slices, counterfactual golds for mirror_lr /
+    flip_si / flip_ap, and prior_fixed (normal anatomy fixes the answer, judged across cases).
+    volume_path is relative to the folder of OUT.
+    Examples:
+      probe questions rel/ --out items.jsonl --per-case 60 --seed 0
+      probe phantom --out ph/ --n 40 && probe questions ph/ --masks-suffix _seg.nii.gz --out items.jsonl \\
+          --structures 'kidney_*,liver,spleen,stomach,lung_*' --leakage-check
+    """
+    from volprobe.probes.questions import (CATEGORIES, FORMATS, QuestionSettings, generate_questions, leakage_check
+                                           as run_leakage, load_cases, write_question_set)
+    from volprobe.probes.questions.balance import load_prior_reference
+
+    settings = QuestionSettings(
+        per_case=per_case, categories=categories or CATEGORIES, formats=formats or FORMATS, seed=seed,
+        min_volume_ml=min_volume, include=include, exclude=exclude, prior_min_cases=prior_min_cases,
+        prior_threshold=prior_threshold,
+        prior_reference=load_prior_reference(prior_reference) if prior_reference else None)
+    loaded = load_cases(cases, masks_suffix=masks_suffix, progress=not no_progress)
+    qs = generate_questions(loaded, settings, progress=not no_progress)
+    if leakage_check:
+        qs.leakage = run_leakage(qs.items, seed=seed)
+    inputs = list(cases) + ([prior_reference] if prior_reference else [])
+    _, manifest = write_question_set(qs, out, command="probe questions " + " ".join(sys.argv[2:]), inputs=inputs)
+    click.echo(str(qs))
+    click.echo(f"wrote {len(qs.items)} items to {out} (manifest: {manifest})")
+
+
 # ---------------------------------------------------------------------------------------------
 # benchmarks: import 3drad / ctspatialvqa, score, fit-baseline  (issue 4)
 # ---------------------------------------------------------------------------------------------
@@ -541,10 +615,13 @@ def models_cmd() -> None:
 @click.option("--n-perm", type=int, default=10000, show_default=True, help="Permutations for continuous scores.")
 @click.option("--intersect", is_flag=True,
               help="When a control lacks items of the reference, compare the shared items instead of failing.")
+@click.option("--assess-references", is_flag=True,
+              help="Also test the blind baselines and the random model for volume use (a sanity check of the "
+                   "pipeline: they cannot use the volume).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG/PDF figures.")
 @seed_option()
 def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_controls, chance_test, n_boot,
-               n_perm, intersect, no_figures, seed) -> None:
+               n_perm, intersect, assess_references, no_figures, seed) -> None:
     """Statistics and paper-ready tables from run records: does each model use the volume?
 
     RUNS are run directories (RUN_DIR/records*.jsonl, e.g. one per model) or records files;
@@ -560,7 +637,7 @@ def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_
 
     settings = ReportSettings(alpha=alpha, correction=correction, reference=reference, by=by, baselines=baselines,
                               pairwise_controls=pairwise_controls, chance_alternative=chance_test, n_boot=n_boot,
-                              n_perm=n_perm, seed=seed, intersect=intersect)
+                              n_perm=n_perm, seed=seed, intersect=intersect, assess_references=assess_references)
     report = make_report(runs, out, settings, figures=not no_figures,
                          command="probe report " + " ".join(sys.argv[2:]))
     click.echo(str(report))

@@ -401,10 +401,18 @@ class _CellIndex:
         self.position = {int(lab): n for n, lab in enumerate(boundary.labels)}
         self._trees: dict[int, object] = {}
         self._point_trees: dict[int, object] = {}
+        self._boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def cells(self, label: int) -> slice:
         n = self.position[label]
         return slice(int(self.cells_of[n]), int(self.cells_of[n + 1]))
+
+    def box(self, label: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bounding box (mm) of the cell centres of ``label``."""
+        if label not in self._boxes:
+            c = self.centres[self.cells(label)]
+            self._boxes[label] = (c.min(axis=0), c.max(axis=0))
+        return self._boxes[label]
 
     def n_cells(self, label: int) -> int:
         n = self.position[label]
@@ -440,9 +448,15 @@ class _CellIndex:
         − 2r) cannot beat the best distance found.
         """
         ca = self.cells(a)
-        d_cells = self.tree(b).query(self.centres[ca], k=1, distance_upper_bound=cutoff + 2 * self.r)[0]
-        order = np.argsort(d_cells)
-        lower = d_cells[order] - 2 * self.r
+        reach = cutoff + 2 * self.r
+        lo, hi = self.box(b)
+        centres = self.centres[ca]
+        near = np.flatnonzero(np.all((centres >= lo - reach) & (centres <= hi + reach), axis=1))
+        if not len(near):
+            return None
+        d_cells = self.tree(b).query(centres[near], k=1, distance_upper_bound=reach)[0]
+        order = near[np.argsort(d_cells)]
+        lower = np.sort(d_cells) - 2 * self.r
         best = cutoff
         tree_b = self.point_tree(b)
         n = 0
@@ -469,19 +483,28 @@ def _surface_distances(names: list[str], stats: dict[str, StructureStats], bound
     spacing = float(np.linalg.norm(affine[:3, :3], axis=0).max())
     cells = _CellIndex(boundary, affine, h=max(2.0, 2.0 * spacing))
     out = {}
+    near = []
     for a in range(len(names)):
         for b in range(a + 1, len(names)):
             if box[a, b] < cutoff:
-                la, lb = stats[names[a]].label, stats[names[b]].label
-                if cells.n_cells(la) > cells.n_cells(lb):
-                    la, lb = lb, la  # query the structure with fewer cells
-                d = cells.distance(la, lb, cutoff)
-                if d is not None:
-                    out[(names[a], names[b])] = (d, False)
-                    continue
-                out[(names[a], names[b])] = (float(max(box[a, b], cutoff)), True)
+                near.append((a, b))
             else:
                 out[(names[a], names[b])] = (float(box[a, b]), True)
+    for n in {stats[names[i]].label for pair in near for i in pair}:
+        cells.tree(n), cells.point_tree(n), cells.box(n)  # build shared indexes before the threads start
+
+    def one(pair: tuple[int, int]) -> tuple[float, bool]:
+        la, lb = stats[names[pair[0]]].label, stats[names[pair[1]]].label
+        if cells.n_cells(la) > cells.n_cells(lb):
+            la, lb = lb, la  # query the structure with fewer cells
+        d = cells.distance(la, lb, cutoff)
+        return (d, False) if d is not None else (float(max(box[pair], cutoff)), True)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # KD-tree queries release the GIL
+        for (a, b), result in zip(near, pool.map(one, near)):
+            out[(names[a], names[b])] = result
     return out
 
 

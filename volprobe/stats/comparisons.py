@@ -58,7 +58,7 @@ def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: B
     gold_ref = panel.items["gold"].to_numpy()
     frames = []
     for m, model in enumerate(panel.models):
-        if roles[model] != "model":
+        if not s.assessed(roles[model]):
             continue
         if not panel.present[m, r].any():
             notes.append(f"model {model} has no {s.reference} records: no paired tests for it")
@@ -157,7 +157,7 @@ def scores_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: B
     r = panel.controls.index(s.reference)
     frames = []
     for m, model in enumerate(panel.models):
-        if roles[model] != "model":
+        if not s.assessed(roles[model]):
             continue
         for c, control in enumerate(panel.controls):
             if c == r:
@@ -184,7 +184,7 @@ def scores_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: B
 def cochran_table(panel: Panel, groups: Groups, roles, s: ReportSettings) -> pd.DataFrame:
     rows = []
     for m, model in enumerate(panel.models):
-        if roles[model] != "model":
+        if not s.assessed(roles[model]):
             continue
         conds = [c for c, name in enumerate(panel.controls)
                  if name not in panel.counterfactual and panel.present[m, c].any()]

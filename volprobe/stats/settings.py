@@ -28,6 +28,8 @@ class ReportSettings:
         intersect: compare shared items when a non-counterfactual control lacks items of the
             reference (instead of failing).
         power: power for minimum detectable effects.
+        assess_references: also run the paired tests and verdicts for the blind baselines and
+            the random model (a check that the pipeline finds no volume use where none can be).
     """
 
     alpha: float = 0.05
@@ -42,6 +44,11 @@ class ReportSettings:
     seed: int = 0
     intersect: bool = False
     power: float = 0.8
+    assess_references: bool = False
+
+    def assessed(self, role: str) -> bool:
+        """Whether a model of this role gets paired tests and a verdict."""
+        return role == "model" or self.assess_references
 
     def __post_init__(self) -> None:
         check_correction(self.correction)

@@ -130,7 +130,7 @@ def verdicts(a: Analysis) -> pd.DataFrame:
     corr = correction_label(a.settings.correction)
     rows = []
     for model, role in a.roles.items():
-        if role != "model":
+        if not a.settings.assessed(role):
             continue
         controls = [] if a.paired.empty else list(a.paired.loc[a.paired["model"] == model, "control"].unique())
         primary = next((c for c in NO_IMAGE_CONTROLS if c in controls), None)

@@ -1,0 +1,585 @@
+"""Spatial question sets from relation graphs: :func:`generate_questions`.
+
+Per case, items are drawn cell by cell (category × format, in turn) until ``per_case`` items; within a
+cell the families take turns, each walking its run-wide key stream (see
+:mod:`volprobe.probes.questions.families`) and taking the next key whose structures the case has (at
+least ``min_volume_ml``; not excluded) and whose relation is clear there. A unit's items go in whole.
+
+Gold answers, counterfactual golds (``mirror_lr``, ``flip_si``, ``flip_ap``) and the oracle all come
+from :func:`~volprobe.probes.questions.relation.answer_from_graph` semantics: the gold is the spec's
+outcome on the case's graph; a counterfactual gold is its outcome on ``graph.mirrored(axis)`` (computed
+on the graph itself by :func:`~volprobe.probes.questions.relation.mirror_spec`; None when the
+mirrored graph cannot decide it), and simply the gold when the answer does not depend on that axis. A case whose laterality audit failed gets no
+laterality item and no item naming a side-named structure (with a warning).
+
+Determinism: every choice comes from the seed through stable hashes and seeded generators; cases are
+processed in case-id order, so the same inputs and seed give identical items.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gc
+from contextlib import contextmanager
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Sequence
+
+from volprobe.errors import VolprobeError
+from volprobe.probes.items import Item
+from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_PRIOR_THRESHOLD, PRIOR_RULE,
+                                               balance_table, counts_table, judge_prior)
+from volprobe.probes.questions.cases import QuestionCase
+from volprobe.probes.questions.families import (CATEGORIES, FORMATS, OPTION_COUNT, Family, KeyStream, build_pools,
+                                                sample_graphs, select_families, stable_hash, unit_specs)
+from volprobe.probes.questions.relation import (COUNTERFACTUAL_AXES, MirroredSpec, compile_relation, mirror_spec,
+                                                opposite_side, option_for)
+from volprobe.probes.questions.templates import open_answer, render, template_family
+from volprobe.segmentation.names import side_of
+from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE
+
+GENERATOR_VERSION = "volprobe.questions/1"
+TASK = "spatial"
+#: Sample cases on which a key's relation must be clear once for the key to enter its family's stream.
+ACCEPT_CASES = 8
+
+
+class QuestionError(VolprobeError, ValueError):
+    """Bad question-set settings."""
+
+
+@dataclass(frozen=True)
+class QuestionSettings:
+    """How a question set is drawn.
+
+    Attributes:
+        per_case: at most this many items per case (units are never split).
+        categories, formats: which to ask (see :data:`CATEGORIES`, :data:`FORMATS`).
+        seed: every random choice derives from it.
+        min_volume_ml: structures smaller than this in a case are not asked about there.
+        include: glob patterns of the structure names to ask about (empty: all).
+        exclude: glob patterns of structure names never asked about (e.g. ``rib_*``).
+        prior_min_cases, prior_threshold: the prior_fixed rule (:data:`~volprobe.probes.questions.balance.PRIOR_RULE`).
+        pool_cases: how many cases (spread over the run) judge the pair pools.
+        prior_reference: per-family outcome counts from an earlier question set, added to this run's.
+    """
+
+    per_case: int = 60
+    categories: tuple[str, ...] = CATEGORIES
+    formats: tuple[str, ...] = FORMATS
+    seed: int = 0
+    min_volume_ml: float = 1.0
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    prior_min_cases: int = DEFAULT_PRIOR_MIN_CASES
+    prior_threshold: float = DEFAULT_PRIOR_THRESHOLD
+    pool_cases: int = 50
+    prior_reference: dict | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "categories", tuple(self.categories))
+        object.__setattr__(self, "formats", tuple(self.formats))
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        bad = [c for c in self.categories if c not in CATEGORIES]
+        if bad or not self.categories:
+            raise QuestionError(f"unknown categories {bad}; choose from {', '.join(CATEGORIES)}")
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise QuestionError(f"unknown formats {bad}; choose from {', '.join(FORMATS)}")
+        if int(self.per_case) < 1:
+            raise QuestionError(f"per_case must be at least 1, got {self.per_case}")
+        if not 0.5 < self.prior_threshold <= 1.0:
+            raise QuestionError(f"prior_threshold must be in (0.5, 1], got {self.prior_threshold}")
+        if self.prior_min_cases < 1 or self.pool_cases < 1:
+            raise QuestionError("prior_min_cases and pool_cases must be at least 1")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["prior_reference"] = None if self.prior_reference is None else f"{len(self.prior_reference)} families"
+        return d
+
+
+@dataclass
+class QuestionSet:
+    """Items plus everything the manifest reports about them."""
+
+    items: list[Item]
+    settings: QuestionSettings
+    cases: list[dict]
+    families: dict[str, dict]
+    warnings: list[str] = field(default_factory=list)
+    leakage: Any = None
+
+    @cached_property
+    def counts(self) -> dict:
+        return counts_table(self.items)
+
+    @cached_property
+    def balance(self) -> dict:
+        return balance_table(self.items)
+
+    def manifest_extra(self) -> dict:
+        return {
+            "generator_version": GENERATOR_VERSION, "counts": self.counts,
+            "balance": self.balance, "prior_rule": PRIOR_RULE,
+            "families": self.families, "cases": self.cases, "warnings": self.warnings,
+            "leakage": self.leakage.to_dict() if self.leakage is not None else None,
+        }
+
+    def __str__(self) -> str:
+        c = self.counts
+        lines = [f"{c['total']} spatial items from {len(self.cases)} cases (seed {self.settings.seed}, "
+                 f"{GENERATOR_VERSION})",
+                 f"{'category/format':34s} {'n':>6s}  answers / positions"]
+        for cell, b in self.balance.items():
+            lines.append(f"{cell:34s} {b['n']:6d}  {b['answers']} / {b['positions']}")
+        lines.append("prior_fixed: " + ", ".join(f"{k}: {v}" for k, v in c["prior_fixed"].items()))
+        lines += [f"warning: {w}" for w in self.warnings]
+        if self.leakage is not None:
+            lines.append(str(self.leakage))
+        return "\n".join(lines)
+
+
+# -- units: the case-independent part of a question, built once per run --------------------------------------
+
+@dataclass
+class _Relation:
+    """A relation to evaluate: its memo key and compiled evaluator. ``flip``: the outcome is read off a
+    twin relation's (direction(b, a) is the opposite side of direction(a, b); of two structures, the
+    one further right is the one not further left, the smaller the one not larger), so twins share
+    one evaluation. Exact: every relation is antisymmetric in its two structures."""
+
+    core: tuple
+    evaluate: Callable
+    flip: Callable | None = None
+
+
+@dataclass
+class _Question:
+    """One item of a unit, before a case fixes its answer and option order."""
+
+    spec: dict  # without option_values
+    relation: _Relation
+    names: list[str]
+    axes: list[str]
+    #: counterfactuals whose axis the answer depends on → how the original graph answers them (the
+    #: other counterfactuals keep the gold: mirroring an axis the answer does not depend on changes nothing)
+    mirrored: dict[str, tuple[MirroredSpec, _Relation]]
+    family: str
+    margin_unit: str
+
+
+@dataclass
+class _Unit:
+    fam: Family
+    key: tuple
+    bits: int
+    questions: list[_Question]
+    unit_id: str
+    built: bool = False  # has it given items (in any case)?
+
+
+def _core(spec: dict) -> tuple:
+    names = spec["structures"]
+    if spec["kind"] in ("extreme", "touches_which"):
+        names = sorted(names)
+    return (spec["kind"], spec.get("criterion"), spec.get("axis"), spec.get("toward"), spec.get("anchor"),
+            tuple(names))
+
+
+#: toward → its twin, for extremes of two structures whose criterion compares one quantity
+_TWIN_TOWARD = {"right": "left", "anterior": "posterior", "superior": "inferior", "farther": "closer",
+                "smaller": "larger"}
+
+
+def _relation(spec: dict) -> _Relation:
+    names = spec["structures"]
+    if spec["kind"] == "direction" and names[0] > names[1]:  # d(b, a) = −d(a, b) exactly
+        canonical = {**spec, "structures": names[::-1]}
+        return _Relation(_core(canonical), compile_relation(canonical), lambda v: opposite_side(v))
+    if (spec["kind"] == "extreme" and len(names) == 2 and spec["criterion"] in ("axis", "midline", "size")
+            and spec["toward"] in _TWIN_TOWARD):
+        canonical = {**spec, "toward": _TWIN_TOWARD[spec["toward"]]}
+        a, b = names
+        return _Relation(_core(canonical), compile_relation(canonical), lambda v: b if v == a else a)
+    return _Relation(_core(spec), compile_relation(spec))
+
+
+def _names_of(spec: dict) -> list[str]:
+    return ([spec["anchor"]] if "anchor" in spec else []) + list(spec["structures"])
+
+
+def _family_id(spec: dict) -> str:
+    """The question family: the template family plus its structures and polarity (the same question across cases)."""
+    ordered = spec["kind"] == "direction" or spec["format"] == "yes_no"
+    names = spec["structures"] if ordered else sorted(spec["structures"])
+    parts = [template_family(spec), ",".join(names)]
+    parts += [f"{k}={spec[k]}" for k in ("anchor", "toward", "asserts") if k in spec]
+    return ":".join(parts)
+
+
+def _evidence_axes(fam: Family, names: Sequence[str]) -> list[str]:
+    """The family's axes, plus 'lr' when a structure's name states a side (mirroring renames it)."""
+    axes = set(fam.axes) | ({"lr"} if any(side_of(n) for n in names) else set())
+    return [a for a in PATIENT_AXES if a in axes]
+
+
+def _make_unit(fam: Family, key: tuple, seed: int) -> _Unit:
+    bits = stable_hash(seed, "unit", fam.id, *key)
+    questions = []
+    for spec in unit_specs(fam, key, bits):
+        names = _names_of(spec)
+        axes = _evidence_axes(fam, names)
+        unit = "ratio" if spec.get("criterion") == "size" else "share" if spec["kind"] == "inside" else "mm"
+        mirrored = {}
+        for control, axis in COUNTERFACTUAL_AXES.items():
+            if axis in axes:
+                m = mirror_spec(spec, axis)
+                mirrored[control] = (m, _relation(m.spec))
+        questions.append(_Question(spec, _relation(spec), names, axes, mirrored, _family_id(spec), unit))
+    return _Unit(fam, key, bits, questions, f"{fam.id}:{','.join(key)}")
+
+
+# -- per case ---------------------------------------------------------------------------------------------
+
+class _CaseState:
+    """One case during generation: which structures it may ask about, and memoised relation outcomes."""
+
+    def __init__(self, case: QuestionCase, universe: set[str], settings: QuestionSettings):
+        self.case = case
+        self.graph = case.graph
+        self.eligible = {n for n, s in self.graph.structures.items()
+                         if n in universe and s.volume_ml >= settings.min_volume_ml}
+        self.audit_failed = not self.graph.audit.passed
+        self.hash = stable_hash(settings.seed, "case", case.case)
+        self._memo: dict[tuple, tuple | None] = {}
+
+    def allows(self, fam: Family, names: Sequence[str]) -> bool:
+        if not self.eligible.issuperset(names):
+            return False
+        return not (self.audit_failed and (fam.category == "laterality" or any(side_of(n) for n in names)))
+
+    def raw_outcome(self, rel: _Relation) -> tuple | None:
+        """(outcome, margin) of the relation's memoised core in this case's graph (before ``rel.flip``)."""
+        try:
+            return self._memo[rel.core]
+        except KeyError:
+            got = self._memo[rel.core] = rel.evaluate(self.graph)
+            return got
+
+    def outcome(self, rel: _Relation) -> tuple | None:
+        """(outcome, margin) of a relation in this case's graph."""
+        got = self.raw_outcome(rel)
+        if rel.flip is not None and got is not None:
+            return rel.flip(got[0]), got[1]
+        return got
+
+
+class _Builder:
+    """Turns units into items: option order (rotated per cell), text, gold, counterfactuals, tags.
+
+    Units and rendered texts are cached for the run (the same questions recur across cases); the cached
+    spec dicts are shared by items and must be treated as read-only.
+    """
+
+    def __init__(self, settings: QuestionSettings):
+        self.settings = settings
+        self.counters: Counter = Counter()
+        self.units: dict[tuple, _Unit] = {}
+        self.used: dict[str, tuple[Family, _Question]] = {}  # family id → the question, for prior tagging
+        self._rendered: dict[tuple, _Text] = {}
+        self._offsets: dict[tuple, int] = {}
+
+    def unit(self, fam: Family, key: tuple) -> _Unit:
+        u = self.units.get((fam.id, key))
+        if u is None:
+            u = self.units[(fam.id, key)] = _make_unit(fam, key, self.settings.seed)
+        return u
+
+    def _values(self, unit: _Unit, outcomes: list[tuple], state: _CaseState) -> list[tuple | None]:
+        """Option values of each question: rotated per cell (pairs share one order; a single item's gold
+        goes to the cell's next position, the other options in a seeded order)."""
+        fam = unit.fam
+        if fam.format == "yes_no":
+            return [None] * len(unit.questions)
+        cell = (fam.category, fam.format)
+        offset = self._offsets.get(cell)
+        if offset is None:
+            offset = self._offsets[cell] = stable_hash(self.settings.seed, "cell", *cell)
+        turn = (offset + self.counters[cell]) % OPTION_COUNT[fam.format]
+        if fam.kind == "direction":
+            sides = (NEGATIVE_SIDE[fam.axis], POSITIVE_SIDE[fam.axis])
+            return [sides if turn == 0 else sides[::-1]] * 2
+        if fam.unit == "polarity":  # two items, opposite answers: one option order for both
+            a, b = unit.questions[0].spec["structures"]
+            return [(a, b) if turn == 0 else (b, a)] * 2
+        gold = outcomes[0][0]
+        others = sorted(n for n in unit.questions[0].spec["structures"] if n != gold)
+        r = (state.hash ^ unit.bits) % len(others)
+        others = others[r:] + others[:r]
+        others.insert(turn, gold)
+        return [tuple(others)]
+
+    def _render(self, unit: _Unit, i: int, p: int, values: tuple | None) -> "_Text":
+        key = (id(unit), i, p, values)  # units live as long as the builder
+        got = self._rendered.get(key)
+        if got is None:
+            got = self._rendered[key] = _Text(unit, i, p, values, self.settings.seed)
+        return got
+
+    def build(self, unit: _Unit, outcomes: list[tuple], state: _CaseState, seen: set) -> list[Item]:
+        fam, case = unit.fam, state.case
+        p = (unit.bits // 4 + state.hash) % 3
+        values = self._values(unit, outcomes, state)
+        texts = [self._render(unit, i, p, vals) for i, vals in enumerate(values)]
+        if any(t.digest in seen for t in texts):
+            return []
+        structures = case.graph.structures
+        items = []
+        for q, (outcome, margin), t in zip(unit.questions, outcomes, texts):
+            answer = t.answers.get(outcome, t.otherwise)
+            counterfactual = dict.fromkeys(COUNTERFACTUAL_AXES, answer)
+            for control, (m, rel) in q.mirrored.items():
+                cf = m.outcome_back(state.outcome(rel))
+                counterfactual[control] = t.answers.get(cf[0], t.otherwise) if cf else None
+            first, last = structures[q.names[0]].axial_slices
+            shared_first, shared_last = first, last
+            for n in q.names[1:]:
+                a, b = structures[n].axial_slices
+                first, last = min(first, a), max(last, b)
+                shared_first, shared_last = max(shared_first, a), min(shared_last, b)
+            margin = round(margin, 3)
+            names = list(q.names)
+            items.append(Item(
+                id=f"{TASK}/{case.case}/{t.digest}", question=t.question, answer=answer, answer_type=t.answer_type,
+                options=list(t.options), chance=t.chance, case=case.case, volume_path=case.volume_path,
+                patient=case.patient, task=TASK, subtask=fam.category,
+                evidence={"axes": list(q.axes), "axial_slices": [int(first), int(last)],
+                          "axial_slices_shared": ([int(shared_first), int(shared_last)]
+                                                  if shared_first <= shared_last else None),
+                          "structures": names},
+                counterfactual=counterfactual,
+                metadata={**t.static, "margin": margin, "margin_mm": margin if t.in_mm else None,
+                          "structures": names, "case": case.case, "open_answer": t.open_answers[outcome],
+                          "prior_fixed": None, "prior_share": None, "prior_cases": 0}))
+        seen.update(t.digest for t in texts)
+        if not unit.built:
+            unit.built = True
+            for q in unit.questions:
+                self.used.setdefault(q.family, (fam, q))
+        self.counters[(fam.category, fam.format)] += 1
+        return items
+
+
+class _Text:
+    """Everything about one question that does not depend on the case: its spec with option order, text,
+    id digest, metadata, and the option each possible outcome makes correct."""
+
+    __slots__ = ("spec", "question", "options", "digest", "static", "answers", "otherwise", "open_answers",
+                 "answer_type", "chance", "in_mm")
+
+    def __init__(self, unit: _Unit, i: int, p: int, values: tuple | None, seed: int):
+        q, fam = unit.questions[i], unit.fam
+        spec = self.spec = q.spec if values is None else {**q.spec, "option_values": list(values)}
+        r = render(spec, p)
+        self.question, self.options = r.question, r.options
+        self.digest = f"{stable_hash(seed, q.family, r.question, *r.options):016x}"
+        self.static = {"category": fam.category, "family": q.family, "template_family": fam.id,
+                       "format": fam.format, "template": p, "unit": unit.unit_id, "relation": spec,
+                       "margin_unit": q.margin_unit, "open_question": r.open_question,
+                       "generator_version": GENERATOR_VERSION, "seed": seed}
+        outcomes = _possible_outcomes(spec)
+        options = list(r.options)
+        self.answers = {o: option_for(spec, o, options) for o in outcomes}  # the same mapping, tabulated
+        self.otherwise = "no" if fam.format == "yes_no" else None
+        self.open_answers = {o: open_answer(spec, o) for o in outcomes}
+        self.answer_type = "yes_no" if fam.format == "yes_no" else "choice"
+        self.chance = 1.0 / len(options)
+        self.in_mm = q.margin_unit == "mm"
+
+
+def _possible_outcomes(spec: dict) -> list[str]:
+    kind = spec["kind"]
+    if kind in ("extreme", "touches_which"):
+        return list(spec["structures"])
+    if kind in ("contact", "inside", "crosses_midline"):
+        return ["yes", "no"]
+    if kind == "side":
+        return ["left", "right"]
+    return [NEGATIVE_SIDE[spec["axis"]], POSITIVE_SIDE[spec["axis"]]]
+
+
+def _next_unit(fam: Family, stream: KeyStream, cursor: dict, state: _CaseState, builder: _Builder):
+    """The next (unit, outcomes) of ``fam`` this case can ask, or None when its stream is spent."""
+    while True:
+        key = stream.get(cursor[fam.id])
+        if key is None:
+            return None
+        cursor[fam.id] += 1
+        if not state.allows(fam, key):
+            continue
+        unit = builder.unit(fam, key)
+        outcomes = [state.outcome(q.relation) for q in unit.questions]
+        if all(o is not None for o in outcomes):
+            return unit, outcomes
+
+
+def _select_case(state: _CaseState, cells: list[tuple[str, str]], cell_families: dict, streams: dict,
+                 builder: _Builder, per_case: int, start: int) -> list[Item]:
+    """Up to ``per_case`` items: one unit per cell in turn (cells rotated by ``start``), families taking
+    turns within a cell, until the quota is met or every stream is spent."""
+    cursor = {f.id: 0 for fams in cell_families.values() for f in fams}
+    spent = {f.id for fams in cell_families.values() for f in fams
+             if state.audit_failed and f.category == "laterality"}
+    turn: Counter = Counter()
+    order = cells[start % len(cells):] + cells[:start % len(cells)]
+    items: list[Item] = []
+    seen: set = set()
+
+    def take(cell) -> list[Item]:
+        fams = cell_families[cell]
+        for j in range(len(fams)):
+            fam = fams[(turn[cell] + j) % len(fams)]
+            if fam.id in spent or fam.unit_size > per_case - len(items):
+                continue
+            while (unit := _next_unit(fam, streams[fam.id], cursor, state, builder)) is not None:
+                built = builder.build(*unit, state, seen)
+                if built:
+                    turn[cell] += j + 1
+                    return built
+            spent.add(fam.id)
+        return []
+
+    while len(items) < per_case:
+        progressed = False
+        for cell in order:
+            if len(items) >= per_case:
+                break
+            built = take(cell)
+            items += built
+            progressed |= bool(built)
+        if not progressed:
+            break
+    return items
+
+
+# -- the run -------------------------------------------------------------------------------------------------
+
+def _universe(cases: Sequence[QuestionCase], include: Sequence[str], exclude: Sequence[str]) -> set[str]:
+    names = {n for c in cases for n in c.graph.structures}
+    return {n for n in names if (not include or any(fnmatch.fnmatchcase(n, pat) for pat in include))
+            and not any(fnmatch.fnmatchcase(n, pat) for pat in exclude)}
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: generation makes ~10 small acyclic objects per item, and the
+    collector would rescan the growing heap again and again (a third of the run time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def generate_questions(cases: Sequence[QuestionCase], settings: QuestionSettings | None = None,
+                       progress: bool = False) -> QuestionSet:
+    """Draw a balanced, mask-verified spatial question set from the cases' relation graphs."""
+    with _gc_paused():
+        return _generate(cases, settings or QuestionSettings(), progress)
+
+
+def _generate(cases: Sequence[QuestionCase], settings: QuestionSettings, progress: bool) -> QuestionSet:
+    from tqdm import tqdm
+
+    if not cases:
+        raise QuestionError("no cases to ask questions about")
+    cases = sorted(cases, key=lambda c: c.case)
+    dup = [c for c, n in Counter(c.case for c in cases).items() if n > 1]
+    if dup:
+        raise QuestionError(f"case ids must be unique; repeated: {dup[:5]}")
+    universe = _universe(cases, settings.include, settings.exclude)
+    if len(universe) < 2:
+        raise QuestionError(f"only {len(universe)} structure(s) left to ask about after --structures/--exclude "
+                            f"({', '.join(sorted(universe)) or 'none'}); spatial questions need at least two")
+    sample = sample_graphs([c.graph for c in cases], settings.pool_cases)
+    pools = build_pools(sample, universe)
+    families = select_families(settings.categories, settings.formats)
+    cells = [(cat, fmt) for cat in CATEGORIES for fmt in FORMATS
+             if any(f.category == cat and f.format == fmt for f in families)]
+    cell_families = {cell: [f for f in families if (f.category, f.format) == cell] for cell in cells}
+    builder = _Builder(settings)
+
+    def clear_somewhere(fam: Family):  # a key whose relation is clear in one of a few sample cases
+        def accept(key: tuple) -> bool:
+            rel = builder.unit(fam, key).questions[0].relation
+            return any(rel.evaluate(g) is not None for g in sample[:ACCEPT_CASES])
+        return accept
+
+    streams = {f.id: KeyStream(f, sorted(universe), pools, settings.seed, accept=clear_somewhere(f))
+               for f in families}
+    warnings: list[str] = []
+    states, items, case_rows = [], [], []
+    for i, case in enumerate(tqdm(cases, desc="questions", unit="case", disable=not progress)):
+        state = _CaseState(case, universe, settings)
+        got = _select_case(state, cells, cell_families, streams, builder, int(settings.per_case), i)
+        states.append(state)
+        items += got
+        if state.audit_failed:
+            warnings.append(f"{case.case}: laterality audit failed ({case.graph.audit.summary()}); no laterality "
+                            "questions and no side-named structures for this case")
+        if not got:
+            warnings.append(f"{case.case}: no clear relation to ask about (all indeterminate or filtered)")
+        case_rows.append({"case": case.case, "patient": case.patient, "source": case.source,
+                          "ct": case.ct_as_given, "volume_path": case.volume_path,
+                          "labels_hash": case.graph.labels_hash, "ct_hash": case.graph.ct_hash,
+                          "laterality_audit_passed": case.graph.audit.passed, "items": len(got)})
+    missing_ct = [c.case for c in cases if c.volume_path is None]
+    if missing_ct:
+        warnings.append(f"{len(missing_ct)} case(s) without a readable CT (volume_path is null; text-only use): "
+                        f"{', '.join(missing_ct[:5])}{' ...' if len(missing_ct) > 5 else ''}")
+    family_info = tag_priors(items, states, builder.used, settings)
+    return QuestionSet(items=items, settings=settings, cases=case_rows, families=family_info, warnings=warnings)
+
+
+def tag_priors(items: list[Item], states: Sequence[_CaseState], used: dict[str, tuple[Family, _Question]],
+               settings: QuestionSettings) -> dict[str, dict]:
+    """Set ``prior_fixed``/``prior_share``/``prior_cases`` on every item; returns the per-family table.
+
+    Each family's outcome is counted on every case that could ask it, not only where it was drawn
+    (:data:`~volprobe.probes.questions.balance.PRIOR_RULE`).
+    """
+    answers: dict[str, Counter] = defaultdict(Counter)
+    for it in items:
+        answers[it.metadata["family"]][it.answer] += 1
+    by_core: dict[tuple, tuple[Family, _Question]] = {}
+    for fam, q in used.values():
+        by_core.setdefault(q.relation.core, (fam, q))
+    core_counts: dict[tuple, Counter] = {core: Counter() for core in by_core}  # before any flip
+    for state in states:
+        for core, (fam, q) in by_core.items():
+            if state.allows(fam, q.names):
+                got = state.raw_outcome(q.relation)
+                if got is not None:
+                    core_counts[core][got[0]] += 1
+    reference = settings.prior_reference or {}
+    table = {}
+    for fam_id in sorted(used):
+        fam, q = used[fam_id]
+        flip = q.relation.flip
+        own = Counter({(flip(v) if flip else v): n for v, n in core_counts[q.relation.core].items()})
+        counts = own + Counter(reference.get(fam_id, {}))
+        fixed, share, n = judge_prior(counts, settings.prior_min_cases, settings.prior_threshold)
+        table[fam_id] = {"category": fam.category, "answers": dict(sorted(answers[fam_id].items())),
+                         "outcomes": dict(sorted(own.items())), "reference_outcomes": reference.get(fam_id),
+                         "prior_fixed": fixed, "prior_share": None if share is None else round(share, 4),
+                         "prior_cases": n}
+    for it in items:
+        row = table[it.metadata["family"]]
+        it.metadata.update(prior_fixed=row["prior_fixed"], prior_share=row["prior_share"],
+                           prior_cases=row["prior_cases"])
+    return table

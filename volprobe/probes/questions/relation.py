@@ -1,0 +1,262 @@
+"""Relation specs: the machine-readable meaning of a spatial question, and how a graph answers it.
+
+Every spatial item stores a spec in ``item.metadata['relation']``. One function,
+:func:`relation_outcome`, evaluates the spec's relation on a
+:class:`~volprobe.segmentation.relations.RelationGraph`; :func:`answer_from_graph` maps that outcome to
+the item's option text. The generator uses them for the gold answer and the counterfactual golds
+(the outcome on ``graph.mirrored(axis)``, computed by :func:`mirrored_outcome`), and the ``oracle``
+model uses them on the graph of whatever volume it is given, so the three can never disagree about
+what a question means.
+
+Spec keys (all JSON):
+
+``kind``
+    ``side`` (one structure; outcome ``left``/``right`` of the body midline),
+    ``direction`` (``structures`` [a, b], ``axis``; outcome where a lies relative to b by centroids:
+    ``left``/``right``, ``anterior``/``posterior``, ``superior``/``inferior``),
+    ``extreme`` (2-4 ``structures``, a ``criterion`` and ``toward``; outcome the structure that beats
+    every other one by more than the threshold; see :func:`_beats_fn`),
+    ``contact`` / ``inside`` ([a, b]; ``yes``/``no``), ``crosses_midline`` ([x]; ``yes``/``no``; undecided
+    when the field of view cuts x), ``touches_which`` (``anchor`` and 2-4 ``structures``; outcome the
+    single structure that touches the anchor while every other one is verified apart from it).
+``format``
+    ``yes_no``: ``asserts`` is the outcome the question claims (answer ``yes`` when the outcome equals
+    it, ``no`` when it is another determinate value); ``two_option`` / ``four_option``:
+    ``option_values`` lists the outcome each option stands for, in option order.
+
+Outcomes are never guessed: a missing structure or a relation under its threshold
+(``indeterminate``) gives ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from volprobe.probes.items import Item
+from volprobe.segmentation.names import mirror_name
+from volprobe.segmentation.relations import INDETERMINATE, RelationGraph
+from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
+
+YES, NO = "yes", "no"
+#: Controls whose gold answers items carry, and the patient axis each mirrors.
+COUNTERFACTUAL_AXES = {"mirror_lr": "lr", "flip_si": "si", "flip_ap": "ap"}
+#: ``extreme`` criteria and the values ``toward`` may take.
+CRITERIA = {
+    "axis": ("left", "right", "anterior", "posterior", "superior", "inferior"),
+    "midline": ("closer", "farther"),
+    "size": ("larger", "smaller"),
+    "reach": ("superior", "inferior"),
+}
+
+
+def _value(r) -> tuple[str, float] | None:
+    return None if r.value == INDETERMINATE else (r.value, float(r.margin))
+
+
+def _beats_fn(spec: Mapping[str, Any]) -> Callable[[RelationGraph, str, str], tuple[bool, float] | None]:
+    """``beats(graph, x, y)``: does x beat y under the spec's criterion (None when indeterminate)?
+
+    ``axis``: x's centroid lies further ``toward`` along ``axis`` (margin mm); ``midline``: x's
+    centroid is ``closer`` to (``farther`` from) the midline (mm); ``size``: x is ``larger``
+    (``smaller``) by volume (margin: volume ratio; undecided for structures cut by the field of view);
+    ``reach``: x extends past y's extreme point on side ``toward`` of ``axis`` (mm; undecided when cut).
+    """
+    crit, toward = spec["criterion"], spec["toward"]
+    if crit not in CRITERIA or toward not in CRITERIA[crit]:
+        raise ValueError(f"unknown criterion {crit!r} / toward {toward!r}")
+    if crit == "axis":
+        axis = spec["axis"]
+
+        def beats(g, x, y):
+            r = g.direction(x, y, axis)
+            return None if r.value == INDETERMINATE else (r.value == toward, r.margin)
+    elif crit == "midline":
+        def beats(g, x, y):
+            r = g.closer_to_midline(x, y)
+            return None if r.value == INDETERMINATE else (r.value == (x if toward == "closer" else y), r.margin)
+    elif crit == "size":
+        def beats(g, x, y):
+            r = g.larger(x, y)
+            return None if r.value == INDETERMINATE else (r.value == (x if toward == "larger" else y), r.margin)
+    else:  # reach
+        axis = spec["axis"]
+
+        def beats(g, x, y):
+            r = g.extends_beyond(x, y, axis, toward)
+            return None if r.value == INDETERMINATE else (r.value == YES, r.margin)
+    return beats
+
+
+def _extreme_fn(spec: Mapping[str, Any]):
+    beats, names = _beats_fn(spec), tuple(spec["structures"])
+
+    def extreme(g):
+        # Every criterion is antisymmetric (beats(x, y) = (not won, same margin) of beats(y, x)), so
+        # the comparisons of the first pass are reused when checking the winner.
+        best, against = names[0], {}
+        for y in names[1:]:  # a determinate winner, if there is one, wins every comparison it enters
+            b = beats(g, y, best)
+            if b is not None and b[0]:
+                against = {best: b[1]}  # the new best beat the old one by this margin
+                best = y
+            elif b is not None:
+                against[y] = b[1]
+        margin = float("inf")
+        for y in names:
+            if y == best:
+                continue
+            m = against.get(y)
+            if m is None:
+                b = beats(g, best, y)
+                if b is None or not b[0]:
+                    return None
+                m = b[1]
+            margin = min(margin, m)
+        return best, float(margin)
+    return extreme
+
+
+def _touches_which_fn(spec: Mapping[str, Any]):
+    anchor, names = spec["anchor"], tuple(spec["structures"])
+
+    def touches_which(g):
+        touching, gap = [], float("inf")
+        for y in names:
+            r = g.contact(anchor, y) if anchor < y else g.contact(y, anchor)  # symmetric; stored pair order
+            if r.value == INDETERMINATE:
+                return None
+            if r.value == YES:
+                touching.append(y)
+            else:
+                gap = min(gap, float(r.margin))
+        return (touching[0], gap) if len(touching) == 1 else None
+    return touches_which
+
+
+def _simple_fn(spec: Mapping[str, Any]):
+    kind, names = spec["kind"], spec["structures"]
+    if kind == "side":
+        x = names[0]
+        return lambda g: _value(g.side(x))
+    if kind == "crosses_midline":
+        x = names[0]
+        # undecided when the field of view cuts x: the part across the midline may be missing
+        return lambda g: None if g.structures[x].touches_border else _value(g.crosses_midline(x))
+    a, b = names
+    if kind == "direction":
+        axis = spec["axis"]
+        return lambda g: _value(g.direction(a, b, axis))
+    if kind == "contact":  # symmetric; asked in stored pair order
+        a, b = sorted((a, b))
+        return lambda g: _value(g.contact(a, b))
+    if kind == "inside":
+        return lambda g: _value(g.inside(a, b))
+    raise ValueError(f"unknown relation kind {kind!r}")
+
+
+def compile_relation(spec: Mapping[str, Any]) -> Callable[[RelationGraph], tuple[str, float] | None]:
+    """The spec's relation as a function of a graph: (outcome, margin) or None when it cannot decide.
+
+    Margins are in mm, except ``inside`` (share of a inside b) and ``size`` (volume ratio).
+    """
+    kind = spec["kind"]
+    fn = (_extreme_fn(spec) if kind == "extreme" else _touches_which_fn(spec) if kind == "touches_which"
+          else _simple_fn(spec))
+
+    def outcome(graph: RelationGraph) -> tuple[str, float] | None:
+        try:
+            return fn(graph)
+        except KeyError:  # a structure the graph does not have
+            return None
+    return outcome
+
+
+def relation_outcome(spec: Mapping[str, Any], graph: RelationGraph) -> tuple[str, float] | None:
+    """(outcome, margin) of the spec's relation in ``graph``, or None when the graph cannot decide it."""
+    return compile_relation(spec)(graph)
+
+
+def option_for(spec: Mapping[str, Any], outcome: str | None, options: list[str]) -> str | None:
+    """The option text that ``outcome`` makes correct (None when no option is)."""
+    if outcome is None:
+        return None
+    if spec["format"] == "yes_no":
+        return YES if outcome == spec["asserts"] else NO
+    values = spec["option_values"]
+    return options[values.index(outcome)] if outcome in values else None
+
+
+def answer_from_graph(item: Item, graph: RelationGraph) -> str | None:
+    """The option text of ``item`` that ``graph`` implies, or None when the graph cannot decide.
+
+    ``item.metadata['relation']`` is the item's spec (see the module docstring). None also for items
+    without a spec. This is the single definition of a spatial item's answer: gold answers,
+    counterfactual golds (``graph.mirrored(axis)``) and the oracle all go through it.
+    """
+    spec = item.metadata.get("relation") if item.metadata else None
+    if not spec:
+        return None
+    got = relation_outcome(spec, graph)
+    return option_for(spec, got[0] if got else None, item.options)
+
+
+# -- counterfactuals without building the mirrored graph ----------------------------------------------
+
+_mirror_name = lru_cache(maxsize=8192)(mirror_name)
+_OPPOSITE = {**{v: k for k, v in POSITIVE_SIDE.items()}, **{v: k for k, v in NEGATIVE_SIDE.items()}}
+
+
+def opposite_side(value: str) -> str:
+    """'left' ↔ 'right', 'anterior' ↔ 'posterior', 'superior' ↔ 'inferior'."""
+    axis = _OPPOSITE[value]
+    return NEGATIVE_SIDE[axis] if value == POSITIVE_SIDE[axis] else POSITIVE_SIDE[axis]
+
+
+@dataclass(frozen=True)
+class MirroredSpec:
+    """How to answer a spec on ``graph.mirrored(axis)`` by asking ``graph`` itself.
+
+    Mirroring along an axis reflects that coordinate (about the centre of the field of view) and, for
+    'lr', renames side-named structures; distances, contact, containment, sizes and distances to the
+    midline do not change. So on the mirrored graph the spec's outcome is the outcome of ``spec`` (its
+    structures renamed; an extreme or reach along the mirrored axis asks the opposite ``toward``) on
+    the original graph, with a structure outcome renamed back and a side/direction along the mirrored
+    axis reversed (``flip``).
+    """
+
+    spec: dict
+    axis: str
+    flip: bool
+
+    def outcome_back(self, got: tuple[str, float] | None) -> tuple[str, float] | None:
+        if got is None:
+            return None
+        value, margin = got
+        if self.flip:
+            return opposite_side(value), margin
+        if self.spec["kind"] in ("extreme", "touches_which") and self.axis == "lr":
+            return _mirror_name(value), margin
+        return got
+
+
+def mirror_spec(spec: Mapping[str, Any], axis: str) -> MirroredSpec:
+    """The spec to ask the original graph in place of ``spec`` on the graph mirrored along ``axis``."""
+    rename = _mirror_name if axis == "lr" else (lambda n: n)
+    out = dict(spec)
+    out["structures"] = [rename(n) for n in spec["structures"]]
+    if "anchor" in spec:
+        out["anchor"] = rename(spec["anchor"])
+    kind = spec["kind"]
+    along = spec.get("axis") == axis or (kind == "side" and axis == "lr")
+    if kind == "extreme" and along and spec["criterion"] in ("axis", "reach"):
+        out["toward"] = opposite_side(spec["toward"])
+    return MirroredSpec(out, axis, flip=along and kind in ("direction", "side"))
+
+
+def mirrored_outcome(spec: Mapping[str, Any], graph: RelationGraph, axis: str) -> tuple[str, float] | None:
+    """``relation_outcome(spec, graph.mirrored(axis))``, computed on ``graph`` (see :class:`MirroredSpec`)."""
+    m = mirror_spec(spec, axis)
+    return m.outcome_back(relation_outcome(m.spec, graph))
