@@ -1,0 +1,80 @@
+"""``probe demo`` at a reduced size: the report's verdicts, not just its files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from volprobe.cli import main
+from volprobe.demo import check_expectations, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, n_cases=6, seed=0, progress=False, echo=lambda *_: None)
+
+
+def test_demo_meets_every_expectation(demo):
+    failed = [str(e) for e in demo.expectations if not e.met]
+    assert not failed, failed
+    assert len(demo.expectations) == 6
+
+
+def test_demo_verdicts(demo):
+    overall = demo.report.verdicts.query("grouping == 'all'").set_index("model")["verdict"]
+    assert overall["oracle"] == "uses the volume"
+    assert overall["prior"] == "no evidence of volume use"
+    assert overall["random"] == "no evidence of volume use"
+
+
+def test_demo_key_table(demo):
+    table = demo.key_table
+    assert list(table.index) == ["oracle", "prior", "random"]
+    assert table.loc["oracle", "full"] == 100.0  # the oracle reads the masks' own geometry back
+    # the blind models answer identically whatever the image; the oracle without an image guesses
+    for model in ("prior", "random"):
+        assert table.loc[model, ["full", "text_only", "blank", "shuffled_slices"]].nunique() == 1
+    assert table.loc["oracle", "blank"] < 70
+
+
+def test_demo_outputs_and_split(demo):
+    out = demo.out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["parameters"]["n_cases"] == 6
+    assert (out / "report" / "report.md").exists()
+    train = {json.loads(line)["case"] for line in (out / "items" / "train.jsonl").open()}
+    test = {json.loads(line)["case"] for line in (out / "items" / "test.jsonl").open()}
+    assert len(test) == 6 and len(train) == 6 and not train & test
+    layouts = [json.loads(p.read_text())["params"]["orientation"] for p in (out / "phantoms").glob("*_layout.json")]
+    assert set(layouts) == {"RAS", "LPS", "LAS", "oblique"}
+
+
+def test_expectations_report_a_failure(demo):
+    """An oracle that did not drop under blank must be reported as NOT met."""
+    paired = demo.report.analysis.paired.copy()
+    blank = (paired["model"] == "oracle") & (paired["control"] == "blank")
+    paired.loc[blank, "p_mcnemar_significant"] = False
+    results = {e.name: e for e in check_expectations(paired, demo.report.verdicts)}
+    assert not results["oracle drops under blank"].met
+    assert results["oracle drops under shuffled_slices"].met
+    prior_tracks = (paired["model"] == "prior") & (paired["control"] == "mirror_lr")
+    paired.loc[prior_tracks, "p_tracking_significant"] = True
+    results = {e.name: e for e in check_expectations(paired, demo.report.verdicts)}
+    assert not results["prior shows no volume use"].met
+    assert "follow mirror_lr" in results["prior shows no volume use"].detail
+
+
+def test_demo_cli_resumes_and_prints_the_table(demo):
+    result = CliRunner().invoke(main, ["demo", "--out", str(demo.out), "--n-cases", "6", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "Accuracy (%) by model and control" in result.output
+    assert "NOT met" not in result.output
+    assert "[met] oracle follows mirror_lr" in result.output
+
+
+def test_demo_refuses_too_few_cases(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--n-cases", "1"])
+    assert result.exit_code == 2
