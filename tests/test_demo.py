@@ -78,3 +78,15 @@ def test_demo_cli_resumes_and_prints_the_table(demo):
 def test_demo_refuses_too_few_cases(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--n-cases", "1"])
     assert result.exit_code == 2
+
+
+def test_oracle_is_near_chance_on_superior_inferior_items_without_through_plane_order(demo):
+    acc = demo.report.analysis.accuracy
+    si = acc[(acc["model"] == "oracle") & (acc["grouping"] == "category") & (acc["group"] == "longitudinal")]
+    si = si.set_index("control")
+    assert si.loc["full", "accuracy"] == 1.0
+    for control in ("shuffled_slices", "single_slice:evidence", "blank"):
+        assert abs(si.loc[control, "accuracy"] - si.loc[control, "chance"]) < 0.2, control
+    # left/right items keep their evidence in one axial slice: the oracle stays well above chance there
+    lr = acc[(acc["model"] == "oracle") & (acc["grouping"] == "category") & (acc["group"] == "laterality")]
+    assert lr.set_index("control").loc["shuffled_slices", "accuracy"] > 0.8

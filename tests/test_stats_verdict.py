@@ -43,3 +43,21 @@ def test_a_model_misled_by_the_image_does_better_without_it(tmp_path):
     assert by_model.loc["misled", "no_image_control"] == "blank"  # no text_only: blank removes the image
     assert by_model.loc["textonly", "verdict"] == "no evidence of volume use"
     assert "single_slice" in by_model.loc["misled", "other_controls"]
+
+
+def test_reference_models_are_assessed_only_when_asked(tmp_path):
+    """``assess_references``: verdicts and paired tests for the blind baseline and the random model too."""
+    models = [SyntheticModel("reader", accuracy=0.9, blind_accuracy=0.5),
+              SyntheticModel("prior", uses_volume=False, blind_accuracy=0.7),
+              SyntheticModel("random", uses_volume=False, blind_accuracy=0.5)]
+    runs = write_synthetic_runs(tmp_path, models, synthetic_items(300, 60, seed=3), ("full", "text_only"))
+    panel = build_panel(read_runs(runs))
+    default = analyse(panel, ReportSettings(n_boot=200))
+    assert set(verdicts(default)["model"]) == {"reader"}
+    assert set(default.paired["model"]) == {"reader"}
+    both = analyse(panel, ReportSettings(n_boot=200, assess_references=True))
+    v = verdicts(both)
+    overall = v[v["grouping"] == "all"].set_index("model")["verdict"]
+    assert overall.to_dict() == {"reader": "uses the volume", "prior": "no evidence of volume use",
+                                 "random": "no evidence of volume use"}
+    assert set(both.paired["model"]) == {"reader", "prior", "random"}

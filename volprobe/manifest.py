@@ -95,11 +95,12 @@ def write_manifest(output: str | Path, command: str, **kwargs: Any) -> Path:
     """Build a manifest (see :func:`build_manifest`) and write it beside ``output``; returns its path."""
     path = manifest_path_for(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build_manifest(command, **kwargs), indent=2, default=_json_default) + "\n")
+    path.write_text(json.dumps(build_manifest(command, **kwargs), indent=2, default=json_default) + "\n")
     return path
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays, paths and sets."""
     try:
         import numpy as np
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import string
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from volprobe.errors import FormatError
+from volprobe.manifest import json_default
 
 ANSWER_TYPES = ("choice", "yes_no", "open", "numeric")
 CLOSED_TYPES = ("choice", "yes_no")
@@ -93,7 +94,11 @@ class Item:
         return string.ascii_uppercase[self.options.index(option)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": ITEM_FORMAT_VERSION, **asdict(self)}
+        """A JSON-ready dict (shallow: nested lists and dicts are the item's own, not copies)."""
+        out: dict[str, Any] = {"format_version": ITEM_FORMAT_VERSION}
+        for name in _FIELD_NAMES:
+            out[name] = getattr(self, name)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "item") -> "Item":
@@ -111,6 +116,9 @@ class Item:
         return cls(**data)
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(Item))
+
+
 def write_items(items: Iterable[Item], path: str | Path) -> int:
     """Write items as JSON Lines; returns the count. Ids must be unique."""
     path = Path(path)
@@ -122,7 +130,7 @@ def write_items(items: Iterable[Item], path: str | Path) -> int:
             if item.id in seen:
                 raise FormatError(f"duplicate item id {item.id!r} while writing {path}")
             seen.add(item.id)
-            fh.write(json.dumps(item.to_dict(), ensure_ascii=False, default=_default) + "\n")
+            fh.write(json.dumps(item.to_dict(), ensure_ascii=False, default=json_default) + "\n")
             n += 1
     return n
 
@@ -153,18 +161,3 @@ def read_items(path: str | Path) -> list[Item]:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise FormatError(f"{path}: duplicate item id {dup!r}")
     return items
-
-
-def _default(obj: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

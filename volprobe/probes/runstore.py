@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from volprobe.errors import FormatError, VolprobeError
+from volprobe.manifest import json_default
 from volprobe.probes.records import iter_record_dicts
 
 Key = tuple[str, str, str]  # (model, control, item_id), as RunRecord.key
@@ -138,7 +139,7 @@ class JsonlAppender:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def write(self, objects: Iterable[dict[str, Any]]) -> int:
-        lines = [json.dumps(o, ensure_ascii=False, default=_json_default) + "\n" for o in objects]
+        lines = [json.dumps(o, ensure_ascii=False, default=json_default) + "\n" for o in objects]
         if lines:
             self._fh.write("".join(lines))
             self._fh.flush()
@@ -153,20 +154,6 @@ class JsonlAppender:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def line_key(data: dict[str, Any], where: str) -> Key:
@@ -187,7 +174,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to ``path`` via a temporary file and rename, so a kill leaves the old or the new file."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+        fh.write(json.dumps(data, indent=2, default=json_default) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
