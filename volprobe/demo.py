@@ -100,18 +100,19 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
     rel_dir.mkdir(exist_ok=True)
     from tqdm import tqdm
 
+    graphs = []
     for c in tqdm(cases, desc="relations", unit="case", disable=not progress):
-        target = rel_dir / f"{c['case_id']}.json"
-        if not target.exists():
-            relations_for_case(out / "phantoms" / c["files"]["ct"]["path"],
-                               out / "phantoms" / c["files"]["seg"]["path"], target, case=c["case_id"])
+        target, seg = rel_dir / f"{c['case_id']}.json", out / "phantoms" / c["files"]["seg"]["path"]
+        if not target.exists() or target.stat().st_mtime < seg.stat().st_mtime:  # reuse only up-to-date graphs
+            relations_for_case(out / "phantoms" / c["files"]["ct"]["path"], seg, target, case=c["case_id"])
+        graphs.append(target)
     stage("relations")
 
     echo("[3/6] spatial questions (balanced, mask-verified), split by case into train/test")
-    question_cases = load_cases([rel_dir])
+    question_cases = load_cases(graphs)  # only this run's cases, whatever else the folder holds
     settings = QuestionSettings(per_case=60, seed=seed, exclude=DEMO_EXCLUDE)
     qs = generate_questions(question_cases, settings)
-    all_path, _ = write_question_set(qs, out / "items" / "all.jsonl", command="probe demo", inputs=[rel_dir])
+    all_path, _ = write_question_set(qs, out / "items" / "all.jsonl", command="probe demo", inputs=graphs)
     # cases alternate between the splits so that both get every orientation (mixed cycles 4 of them)
     test_cases = {c["case_id"] for i, c in enumerate(cases) if (i + i // 4) % 2 == 1}
     items = read_items(all_path)
