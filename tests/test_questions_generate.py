@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from test_questions_support import ORGANS, fixture_graph, fixture_volume_and_masks, flipped, generate, phantom_graphs
+from test_questions_support import ORGANS, fixture_graph, fixture_volume_and_masks, generate, phantom_graphs
 from volprobe.errors import VolprobeError
 from volprobe.probes.questions import CATEGORIES, FAMILIES, QuestionSettings, relation_outcome
 from volprobe.probes.questions.balance import judge_prior

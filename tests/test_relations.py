@@ -114,8 +114,6 @@ def test_oblique_centroids_close_to_original(fixture_labels):
 
 @pytest.mark.parametrize("orientation", ["RAS", "LPS", "oblique"])
 def test_audit_catches_mirrored_voxels_with_header_kept(fixture_labels, orientation):
-    g0 = graph_in(fixture_labels, orientation)
-    labels = np.array(g0.grid["shape"])  # noqa: F841 (documenting that shape is kept)
     if orientation == "oblique":
         data, affine = oblique_copy(fixture_labels.labels, fixture_labels.affine)
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from volprobe.errors import FormatError
+from volprobe.jsonlines import parse_json_object
 from volprobe.manifest import json_default
 
 ANSWER_TYPES = ("choice", "yes_no", "open", "numeric")
@@ -145,13 +146,7 @@ def iter_items(path: str | Path) -> Iterator[Item]:
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(data, dict):
-                raise FormatError(f"{where}: expected a JSON object")
-            yield Item.from_dict(data, where)
+            yield Item.from_dict(parse_json_object(line, where), where)
 
 
 def read_items(path: str | Path) -> list[Item]:

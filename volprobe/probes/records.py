@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from volprobe.errors import FormatError
+from volprobe.jsonlines import parse_json_object
 
 RECORD_FORMAT_VERSION = 1
 
@@ -111,15 +112,12 @@ def iter_record_dicts(path: str | Path) -> Iterator[dict[str, Any]]:
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines) and not line.endswith("\n"):
+        if lineno == len(lines) and not line.endswith("\n"):
+            try:
+                json.loads(line)
+            except json.JSONDecodeError:
                 return  # partial write at the moment of a kill
-            raise FormatError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(data, dict):
-            raise FormatError(f"{path}:{lineno}: expected a JSON object")
-        yield data
+        yield parse_json_object(line, f"{path}:{lineno}")
 
 
 def read_records(path: str | Path) -> list[RunRecord]:

@@ -217,7 +217,7 @@ def structure_stats(labels: np.ndarray, affine: np.ndarray, names: dict[int, str
     boundary = boundary if boundary is not None else boundary_points(lab, runs)
     if len(runs.label) == 0:
         return {}
-    n_j, n_k = shape[1], shape[2]
+    n_j = shape[1]
     length = (runs.end - runs.start + 1).astype(np.float64)
     i = (runs.row // n_j).astype(np.float64)
     j = (runs.row % n_j).astype(np.float64)

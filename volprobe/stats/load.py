@@ -27,6 +27,7 @@ import pyarrow.json as pj
 
 from volprobe.errors import FormatError
 from volprobe.probes.records import RECORD_FORMAT_VERSION, RunRecord
+from volprobe.jsonlines import parse_json_object
 
 #: The record fields the statistics read (see RunRecord); everything else is skipped.
 STRING_FIELDS = ("item_id", "model", "control", "gold", "case", "patient", "task", "subtask", "category",
@@ -173,12 +174,7 @@ class _LineIndex:
 
 
 def _parse_line(line: bytes, where: str) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{where}: not valid JSON ({exc.msg})") from exc
-    if not isinstance(record, dict):
-        raise FormatError(f"{where}: expected a JSON object")
+    record = parse_json_object(line, where)
     RunRecord.from_dict(record, where)  # unknown / missing fields, format version
     return record
 
