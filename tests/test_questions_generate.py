@@ -238,6 +238,21 @@ def test_same_seed_same_items_other_seed_other_items(phantom_set):
     assert [it.id for it in shuffled.items] == [it.id for it in qs.items]
 
 
+def test_generation_leaves_the_garbage_collector_as_it_found_it(phantom_set):
+    import gc
+
+    graphs, _ = phantom_set
+    assert gc.isenabled()
+    generate(graphs[:3], per_case=20)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        generate(graphs[:3], per_case=20)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def _comparable(items):
     out = []
     for it in items:

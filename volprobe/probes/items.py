@@ -13,7 +13,7 @@ import json
 import string
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from volprobe.errors import FormatError
 from volprobe.jsonlines import parse_json_object
@@ -120,10 +120,16 @@ class Item:
 _FIELD_NAMES = tuple(f.name for f in fields(Item))
 
 
-def write_items(items: Iterable[Item], path: str | Path) -> int:
-    """Write items as JSON Lines; returns the count. Ids must be unique."""
+def write_items(items: Iterable[Item], path: str | Path,
+                volume_paths: Mapping[str | None, str | None] | None = None) -> int:
+    """Write items as JSON Lines; returns the count. Ids must be unique.
+
+    ``volume_paths``: written in place of each item's ``volume_path`` (e.g. made relative to the file's
+    folder); the items themselves are not changed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    encode = json.JSONEncoder(ensure_ascii=False, default=json_default).encode  # one encoder for all lines
     seen: set[str] = set()
     n = 0
     with open(path, "w", encoding="utf-8") as fh:
@@ -131,7 +137,10 @@ def write_items(items: Iterable[Item], path: str | Path) -> int:
             if item.id in seen:
                 raise FormatError(f"duplicate item id {item.id!r} while writing {path}")
             seen.add(item.id)
-            fh.write(json.dumps(item.to_dict(), ensure_ascii=False, default=json_default) + "\n")
+            d = item.to_dict()
+            if volume_paths is not None:
+                d["volume_path"] = volume_paths[item.volume_path]
+            fh.write(encode(d) + "\n")
             n += 1
     return n
 

@@ -65,7 +65,7 @@ class StructureStats:
         return cls(name=name, label=int(d["label"]), voxels=int(d["voxels"]), volume_ml=float(d["volume_ml"]),
                    centroid_mm=tuple(d["centroid_mm"]), min_mm=tuple(d["min_mm"]), max_mm=tuple(d["max_mm"]),
                    components=int(d["components"]), touches_border=bool(d["touches_border"]),
-                   axial_slices=tuple(d["axial_slices"]))
+                   axial_slices=(int(d["axial_slices"][0]), int(d["axial_slices"][1])))
 
 
 @dataclass

@@ -191,6 +191,14 @@ class Pools:
     reach: set[tuple[str, str]] = field(default_factory=set)
     neighbours: dict[str, set[str]] = field(default_factory=dict)
     sample_cases: list[str] = field(default_factory=list)
+    #: (seed, key) → (hash, tier) of a key, shared by the run's streams (each family salts the hash)
+    orders: dict[tuple, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    def order(self, seed: int, key: tuple[str, ...]) -> tuple[int, int]:
+        got = self.orders.get((seed, key))
+        if got is None:
+            got = self.orders[(seed, key)] = (stable_hash(seed, *sorted(key)), _tier(key, self))
+        return got
 
 
 def sample_graphs(graphs: Sequence[RelationGraph], n: int) -> list[RelationGraph]:
@@ -287,9 +295,8 @@ class KeyStream:
             keys = sorted(k for k in getattr(pools, fam.pool) if k[0] in allowed and k[1] in allowed)
         if not keys:
             return []
-        base = np.array([stable_hash(self.seed, *sorted(k)) for k in keys], dtype=np.uint64)
+        base, tier = np.array([pools.order(self.seed, k) for k in keys], dtype=np.uint64).T
         salt = np.uint64(stable_hash("salt", fam.id))
-        tier = np.array([_tier(k, pools) for k in keys])
         return [keys[i] for i in np.lexsort((base ^ salt, tier))]
 
     def _draw(self) -> tuple[str, ...] | None:

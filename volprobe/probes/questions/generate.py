@@ -9,8 +9,14 @@ Gold answers, counterfactual golds (``mirror_lr``, ``flip_si``, ``flip_ap``) and
 from :func:`~volprobe.probes.questions.relation.answer_from_graph` semantics: the gold is the spec's
 outcome on the case's graph; a counterfactual gold is its outcome on ``graph.mirrored(axis)`` (computed
 on the graph itself by :func:`~volprobe.probes.questions.relation.mirror_spec`; None when the
-mirrored graph cannot decide it), and simply the gold when the answer does not depend on that axis. A case whose laterality audit failed gets no
-laterality item and no item naming a side-named structure (with a warning).
+mirrored graph cannot decide it), and simply the gold when the answer does not depend on that axis. A
+case whose laterality audit failed gets no laterality item and no item naming a side-named structure
+(with a warning).
+
+Speed: few relations recur across many cases, so each relation is evaluated once for every case of the
+run on a :class:`~volprobe.segmentation.relation_stack.RelationStack`
+(:func:`~volprobe.probes.questions.relation.stack_outcomes`, equal to the per-graph evaluation; tested),
+and units, texts and counterfactual outcomes are built once per run.
 
 Determinism: every choice comes from the seed through stable hashes and seeded generators; cases are
 processed in case-id order, so the same inputs and seed give identical items.
@@ -26,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from volprobe.errors import VolprobeError
 from volprobe.probes.items import Item
 from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_PRIOR_THRESHOLD, PRIOR_RULE,
@@ -34,9 +42,10 @@ from volprobe.probes.questions.cases import QuestionCase
 from volprobe.probes.questions.families import (CATEGORIES, FORMATS, OPTION_COUNT, Family, KeyStream, build_pools,
                                                 sample_graphs, select_families, stable_hash, unit_specs)
 from volprobe.probes.questions.relation import (COUNTERFACTUAL_AXES, MirroredSpec, compile_relation, mirror_spec,
-                                                opposite_side, option_for)
+                                                opposite_side, option_for, stack_outcomes)
 from volprobe.probes.questions.templates import open_answer, render, template_family
 from volprobe.segmentation.names import side_of
+from volprobe.segmentation.relation_stack import RelationStack
 from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE
 
 GENERATOR_VERSION = "volprobe.questions/1"
@@ -146,14 +155,19 @@ class QuestionSet:
 
 @dataclass
 class _Relation:
-    """A relation to evaluate: its memo key and compiled evaluator. ``flip``: the outcome is read off a
-    twin relation's (direction(b, a) is the opposite side of direction(a, b); of two structures, the
-    one further right is the one not further left, the smaller the one not larger), so twins share
-    one evaluation. Exact: every relation is antisymmetric in its two structures."""
+    """A relation to evaluate: its canonical spec, that spec's key (``core``) and compiled per-graph
+    evaluator. ``flip``: the outcome is read off a twin relation's (direction(b, a) is the opposite side
+    of direction(a, b); of two structures, the one further right is the one not further left, the
+    smaller the one not larger), so twins share one evaluation. Exact: every relation is antisymmetric
+    in its two structures. ``values``/``margins``: the outcome (flipped) and margin in every case of the
+    run, filled on first use (:meth:`_Builder.outcome`)."""
 
     core: tuple
+    spec: dict
     evaluate: Callable
     flip: Callable | None = None
+    values: list | None = None
+    margins: list | None = None
 
 
 @dataclass
@@ -164,11 +178,15 @@ class _Question:
     relation: _Relation
     names: list[str]
     axes: list[str]
-    #: counterfactuals whose axis the answer depends on → how the original graph answers them (the
-    #: other counterfactuals keep the gold: mirroring an axis the answer does not depend on changes nothing)
-    mirrored: dict[str, tuple[MirroredSpec, _Relation]]
+    #: (control, spec, relation) of the counterfactuals whose axis the answer depends on: how the original
+    #: graph answers them (the other counterfactuals keep the gold: mirroring an axis the answer does
+    #: not depend on changes nothing)
+    mirrored: tuple[tuple[str, MirroredSpec, _Relation], ...]
     family: str
     margin_unit: str
+    #: (control, counterfactual outcome in every case of the run), filled on first use
+    #: (:meth:`_Builder.counterfactuals`)
+    cf_columns: list[tuple[str, list[str | None]]] | None = None
 
 
 @dataclass
@@ -179,6 +197,8 @@ class _Unit:
     questions: list[_Question]
     unit_id: str
     built: bool = False  # has it given items (in any case)?
+    #: may each case of the run ask it (:meth:`_Builder.allowed`), filled on first use
+    allowed: list[bool] | None = None
 
 
 def _core(spec: dict) -> tuple:
@@ -198,13 +218,13 @@ def _relation(spec: dict) -> _Relation:
     names = spec["structures"]
     if spec["kind"] == "direction" and names[0] > names[1]:  # d(b, a) = −d(a, b) exactly
         canonical = {**spec, "structures": names[::-1]}
-        return _Relation(_core(canonical), compile_relation(canonical), lambda v: opposite_side(v))
+        return _Relation(_core(canonical), canonical, compile_relation(canonical), opposite_side)
     if (spec["kind"] == "extreme" and len(names) == 2 and spec["criterion"] in ("axis", "midline", "size")
             and spec["toward"] in _TWIN_TOWARD):
         canonical = {**spec, "toward": _TWIN_TOWARD[spec["toward"]]}
         a, b = names
-        return _Relation(_core(canonical), compile_relation(canonical), lambda v: b if v == a else a)
-    return _Relation(_core(spec), compile_relation(spec))
+        return _Relation(_core(canonical), canonical, compile_relation(canonical), lambda v: b if v == a else a)
+    return _Relation(_core(spec), spec, compile_relation(spec))
 
 
 def _names_of(spec: dict) -> list[str]:
@@ -233,48 +253,27 @@ def _make_unit(fam: Family, key: tuple, seed: int) -> _Unit:
         names = _names_of(spec)
         axes = _evidence_axes(fam, names)
         unit = "ratio" if spec.get("criterion") == "size" else "share" if spec["kind"] == "inside" else "mm"
-        mirrored = {}
+        mirrored = []
         for control, axis in COUNTERFACTUAL_AXES.items():
             if axis in axes:
                 m = mirror_spec(spec, axis)
-                mirrored[control] = (m, _relation(m.spec))
-        questions.append(_Question(spec, _relation(spec), names, axes, mirrored, _family_id(spec), unit))
+                mirrored.append((control, m, _relation(m.spec)))
+        questions.append(_Question(spec, _relation(spec), names, axes, tuple(mirrored), _family_id(spec), unit))
     return _Unit(fam, key, bits, questions, f"{fam.id}:{','.join(key)}")
 
 
 # -- per case ---------------------------------------------------------------------------------------------
 
 class _CaseState:
-    """One case during generation: which structures it may ask about, and memoised relation outcomes."""
+    """One case during generation: its row ``i`` in the run's stack, and what its items share."""
 
-    def __init__(self, case: QuestionCase, universe: set[str], settings: QuestionSettings):
+    def __init__(self, i: int, case: QuestionCase, settings: QuestionSettings):
+        self.i = i
         self.case = case
         self.graph = case.graph
-        self.eligible = {n for n, s in self.graph.structures.items()
-                         if n in universe and s.volume_ml >= settings.min_volume_ml}
         self.audit_failed = not self.graph.audit.passed
         self.hash = stable_hash(settings.seed, "case", case.case)
-        self._memo: dict[tuple, tuple | None] = {}
-
-    def allows(self, fam: Family, names: Sequence[str]) -> bool:
-        if not self.eligible.issuperset(names):
-            return False
-        return not (self.audit_failed and (fam.category == "laterality" or any(side_of(n) for n in names)))
-
-    def raw_outcome(self, rel: _Relation) -> tuple | None:
-        """(outcome, margin) of the relation's memoised core in this case's graph (before ``rel.flip``)."""
-        try:
-            return self._memo[rel.core]
-        except KeyError:
-            got = self._memo[rel.core] = rel.evaluate(self.graph)
-            return got
-
-    def outcome(self, rel: _Relation) -> tuple | None:
-        """(outcome, margin) of a relation in this case's graph."""
-        got = self.raw_outcome(rel)
-        if rel.flip is not None and got is not None:
-            return rel.flip(got[0]), got[1]
-        return got
+        self.id_prefix = f"{TASK}/{case.case}/"
 
 
 class _Builder:
@@ -284,13 +283,59 @@ class _Builder:
     spec dicts are shared by items and must be treated as read-only.
     """
 
-    def __init__(self, settings: QuestionSettings):
+    def __init__(self, settings: QuestionSettings, stack: RelationStack, universe: set[str]):
         self.settings = settings
+        self.stack = stack
+        #: (case, structure): may the case ask about it (in the universe, at least min_volume_ml)
+        self.eligible = (stack.present & (np.nan_to_num(stack.volume_ml, nan=-1.0) >= settings.min_volume_ml)
+                         & np.array([n in universe for n in stack.names], dtype=bool))
+        self.audit_failed = np.array([not g.audit.passed for g in stack.graphs], dtype=bool)
+        self._columns: dict[tuple, tuple[list, list]] = {}  # core → outcomes and margins in every case
         self.counters: Counter = Counter()
         self.units: dict[tuple, _Unit] = {}
-        self.used: dict[str, tuple[Family, _Question]] = {}  # family id → the question, for prior tagging
-        self._rendered: dict[tuple, _Text] = {}
+        self.used: dict[str, tuple[_Unit, _Question]] = {}  # family id → its unit and question, for prior tagging
+        self._rendered: dict[tuple, tuple[_Text, ...]] = {}
+        self._by_position: dict[str, list[_Unit]] = defaultdict(list)
         self._offsets: dict[tuple, int] = {}
+
+    def values(self, rel: _Relation) -> list[str | None]:
+        """The relation's outcome in every case (None: undecided there), evaluated for all cases at once on
+        first use (:func:`stack_outcomes`, equal to the per-graph evaluation); sets ``rel.margins`` too."""
+        if rel.values is None:
+            got = self._columns.get(rel.core)
+            if got is None:
+                got = self._columns[rel.core] = stack_outcomes(rel.spec, self.stack)
+            values, rel.margins = got
+            if rel.flip is not None:
+                values = _mapped(values, rel.flip)
+            rel.values = values
+        return rel.values
+
+    def outcome(self, rel: _Relation, i: int) -> tuple | None:
+        """(outcome, margin) of a relation in case ``i``, or None when undecided there."""
+        v = (rel.values or self.values(rel))[i]
+        return None if v is None else (v, rel.margins[i])
+
+    def counterfactuals(self, q: _Question) -> list[tuple[str, list[str | None]]]:
+        """Per counterfactual control that ``q``'s answer depends on: its outcome on the mirrored graph of
+        every case (None: undecided there), read off the original graphs (:class:`MirroredSpec`)."""
+        if q.cf_columns is None:
+            q.cf_columns = [(control, _mapped(self.values(rel), m.value_back)) for control, m, rel in q.mirrored]
+        return q.cf_columns
+
+    def allowed(self, unit: _Unit) -> list[bool]:
+        """Per case: may it ask the unit? Its structures must all be eligible there, and a case whose
+        laterality audit failed asks no laterality question and names no side-named structure."""
+        if unit.allowed is None:
+            cols = [self.stack.index.get(n) for n in unit.key]
+            if None in cols:
+                ok = np.zeros(len(self.stack), dtype=bool)
+            else:
+                ok = self.eligible[:, cols].all(axis=1)
+            if unit.fam.category == "laterality" or any(side_of(n) for n in unit.key):
+                ok &= ~self.audit_failed
+            unit.allowed = ok.tolist()
+        return unit.allowed
 
     def unit(self, fam: Family, key: tuple) -> _Unit:
         u = self.units.get((fam.id, key))
@@ -298,52 +343,76 @@ class _Builder:
             u = self.units[(fam.id, key)] = _make_unit(fam, key, self.settings.seed)
         return u
 
-    def _values(self, unit: _Unit, outcomes: list[tuple], state: _CaseState) -> list[tuple | None]:
-        """Option values of each question: rotated per cell (pairs share one order; a single item's gold
-        goes to the cell's next position, the other options in a seeded order)."""
+    def unit_at(self, fam: Family, stream: KeyStream, position: int) -> _Unit | None:
+        """The unit of the key at ``position`` in the family's stream (None past its end)."""
+        units = self._by_position[fam.id]
+        if position < len(units):
+            return units[position]
+        key = stream.get(position)
+        if key is None:
+            return None
+        unit = self.unit(fam, key)
+        if position == len(units):  # cases walk a stream from its start, so positions come in order
+            units.append(unit)
+        return unit
+
+    def _texts(self, unit: _Unit, outcomes: list[tuple], state: _CaseState, p: int) -> tuple["_Text", ...]:
+        """The unit's texts with paraphrase ``p`` and option values rotated per cell (pairs share one order;
+        a single item's gold goes to the cell's next position, the other options in a seeded order)."""
         fam = unit.fam
         if fam.format == "yes_no":
+            order = None
+        else:
+            cell = (fam.category, fam.format)
+            offset = self._offsets.get(cell)
+            if offset is None:
+                offset = self._offsets[cell] = stable_hash(self.settings.seed, "cell", *cell)
+            turn = (offset + self.counters[cell]) % OPTION_COUNT[fam.format]
+            if fam.unit == "single":  # the gold's position, the gold, and how the others are rotated
+                others = len(unit.questions[0].spec["structures"]) - 1
+                order = (turn, outcomes[0][0], (state.hash ^ unit.bits) % others)
+            else:
+                order = turn
+        key = (id(unit), p, order)  # units live as long as the builder
+        got = self._rendered.get(key)
+        if got is None:
+            seed = self.settings.seed
+            got = self._rendered[key] = tuple(_Text(unit, i, p, vals, seed)
+                                              for i, vals in enumerate(self._option_values(unit, order)))
+        return got
+
+    @staticmethod
+    def _option_values(unit: _Unit, order) -> list[tuple | None]:
+        fam = unit.fam
+        if order is None:
             return [None] * len(unit.questions)
-        cell = (fam.category, fam.format)
-        offset = self._offsets.get(cell)
-        if offset is None:
-            offset = self._offsets[cell] = stable_hash(self.settings.seed, "cell", *cell)
-        turn = (offset + self.counters[cell]) % OPTION_COUNT[fam.format]
         if fam.kind == "direction":
             sides = (NEGATIVE_SIDE[fam.axis], POSITIVE_SIDE[fam.axis])
-            return [sides if turn == 0 else sides[::-1]] * 2
+            return [sides if order == 0 else sides[::-1]] * 2
         if fam.unit == "polarity":  # two items, opposite answers: one option order for both
             a, b = unit.questions[0].spec["structures"]
-            return [(a, b) if turn == 0 else (b, a)] * 2
-        gold = outcomes[0][0]
+            return [(a, b) if order == 0 else (b, a)] * 2
+        turn, gold, r = order
         others = sorted(n for n in unit.questions[0].spec["structures"] if n != gold)
-        r = (state.hash ^ unit.bits) % len(others)
         others = others[r:] + others[:r]
         others.insert(turn, gold)
         return [tuple(others)]
 
-    def _render(self, unit: _Unit, i: int, p: int, values: tuple | None) -> "_Text":
-        key = (id(unit), i, p, values)  # units live as long as the builder
-        got = self._rendered.get(key)
-        if got is None:
-            got = self._rendered[key] = _Text(unit, i, p, values, self.settings.seed)
-        return got
-
     def build(self, unit: _Unit, outcomes: list[tuple], state: _CaseState, seen: set) -> list[Item]:
         fam, case = unit.fam, state.case
         p = (unit.bits // 4 + state.hash) % 3
-        values = self._values(unit, outcomes, state)
-        texts = [self._render(unit, i, p, vals) for i, vals in enumerate(values)]
-        if any(t.digest in seen for t in texts):
+        texts = self._texts(unit, outcomes, state, p)
+        digests = [t.digest for t in texts]
+        if not seen.isdisjoint(digests):
             return []
-        structures = case.graph.structures
+        structures, i, case_id = case.graph.structures, state.i, case.case
         items = []
         for q, (outcome, margin), t in zip(unit.questions, outcomes, texts):
             answer = t.answers.get(outcome, t.otherwise)
             counterfactual = dict.fromkeys(COUNTERFACTUAL_AXES, answer)
-            for control, (m, rel) in q.mirrored.items():
-                cf = m.outcome_back(state.outcome(rel))
-                counterfactual[control] = t.answers.get(cf[0], t.otherwise) if cf else None
+            for control, column in (q.cf_columns or self.counterfactuals(q)):
+                cf = column[i]
+                counterfactual[control] = None if cf is None else t.answers.get(cf, t.otherwise)
             first, last = structures[q.names[0]].axial_slices
             shared_first, shared_last = first, last
             for n in q.names[1:]:
@@ -353,24 +422,30 @@ class _Builder:
             margin = round(margin, 3)
             names = list(q.names)
             items.append(Item(
-                id=f"{TASK}/{case.case}/{t.digest}", question=t.question, answer=answer, answer_type=t.answer_type,
-                options=list(t.options), chance=t.chance, case=case.case, volume_path=case.volume_path,
+                id=state.id_prefix + t.digest, question=t.question, answer=answer, answer_type=t.answer_type,
+                options=list(t.options), chance=t.chance, case=case_id, volume_path=case.volume_path,
                 patient=case.patient, task=TASK, subtask=fam.category,
-                evidence={"axes": list(q.axes), "axial_slices": [int(first), int(last)],
-                          "axial_slices_shared": ([int(shared_first), int(shared_last)]
+                evidence={"axes": list(q.axes), "axial_slices": [first, last],
+                          "axial_slices_shared": ([shared_first, shared_last]
                                                   if shared_first <= shared_last else None),
                           "structures": names},
                 counterfactual=counterfactual,
                 metadata={**t.static, "margin": margin, "margin_mm": margin if t.in_mm else None,
-                          "structures": names, "case": case.case, "open_answer": t.open_answers[outcome],
+                          "structures": names, "case": case_id, "open_answer": t.open_answers[outcome],
                           "prior_fixed": None, "prior_share": None, "prior_cases": 0}))
-        seen.update(t.digest for t in texts)
+        seen.update(digests)
         if not unit.built:
             unit.built = True
             for q in unit.questions:
-                self.used.setdefault(q.family, (fam, q))
+                self.used.setdefault(q.family, (unit, q))
         self.counters[(fam.category, fam.format)] += 1
         return items
+
+
+def _mapped(values: list[str | None], fn: Callable[[str], str]) -> list[str | None]:
+    """``fn`` applied to every value but None (values come from a handful of outcomes)."""
+    table = {v: None if v is None else fn(v) for v in set(values)}
+    return [table[v] for v in values]
 
 
 class _Text:
@@ -413,16 +488,22 @@ def _possible_outcomes(spec: dict) -> list[str]:
 
 def _next_unit(fam: Family, stream: KeyStream, cursor: dict, state: _CaseState, builder: _Builder):
     """The next (unit, outcomes) of ``fam`` this case can ask, or None when its stream is spent."""
+    i = state.i
     while True:
-        key = stream.get(cursor[fam.id])
-        if key is None:
+        unit = builder.unit_at(fam, stream, cursor[fam.id])
+        if unit is None:
             return None
         cursor[fam.id] += 1
-        if not state.allows(fam, key):
+        if not (unit.allowed or builder.allowed(unit))[i]:
             continue
-        unit = builder.unit(fam, key)
-        outcomes = [state.outcome(q.relation) for q in unit.questions]
-        if all(o is not None for o in outcomes):
+        outcomes = []
+        for q in unit.questions:
+            rel = q.relation
+            v = (rel.values or builder.values(rel))[i]
+            if v is None:
+                break
+            outcomes.append((v, rel.margins[i]))
+        else:
             return unit, outcomes
 
 
@@ -476,12 +557,18 @@ def _universe(cases: Sequence[QuestionCase], include: Sequence[str], exclude: Se
 @contextmanager
 def _gc_paused():
     """Pause the cyclic garbage collector: generation makes ~10 small acyclic objects per item, and the
-    collector would rescan the growing heap again and again (a third of the run time)."""
+    collector would rescan the growing heap again and again (a third of the run time). On the way out
+    the objects made meanwhile (the items: long-lived) go straight to the oldest generation
+    (``gc.freeze`` + ``gc.unfreeze``) instead of through one scan of the youngest (a tenth of the run
+    time); full collections still see them. Not when the caller keeps objects frozen itself."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if enabled:
             gc.enable()
 
@@ -512,7 +599,7 @@ def _generate(cases: Sequence[QuestionCase], settings: QuestionSettings, progres
     cells = [(cat, fmt) for cat in CATEGORIES for fmt in FORMATS
              if any(f.category == cat and f.format == fmt for f in families)]
     cell_families = {cell: [f for f in families if (f.category, f.format) == cell] for cell in cells}
-    builder = _Builder(settings)
+    builder = _Builder(settings, RelationStack([c.graph for c in cases]), universe)
 
     def clear_somewhere(fam: Family):  # a key whose relation is clear in one of a few sample cases
         def accept(key: tuple) -> bool:
@@ -523,11 +610,10 @@ def _generate(cases: Sequence[QuestionCase], settings: QuestionSettings, progres
     streams = {f.id: KeyStream(f, sorted(universe), pools, settings.seed, accept=clear_somewhere(f))
                for f in families}
     warnings: list[str] = []
-    states, items, case_rows = [], [], []
+    items, case_rows = [], []
     for i, case in enumerate(tqdm(cases, desc="questions", unit="case", disable=not progress)):
-        state = _CaseState(case, universe, settings)
+        state = _CaseState(i, case, settings)
         got = _select_case(state, cells, cell_families, streams, builder, int(settings.per_case), i)
-        states.append(state)
         items += got
         if state.audit_failed:
             warnings.append(f"{case.case}: laterality audit failed ({case.graph.audit.summary()}); no laterality "
@@ -542,12 +628,11 @@ def _generate(cases: Sequence[QuestionCase], settings: QuestionSettings, progres
     if missing_ct:
         warnings.append(f"{len(missing_ct)} case(s) without a readable CT (volume_path is null; text-only use): "
                         f"{', '.join(missing_ct[:5])}{' ...' if len(missing_ct) > 5 else ''}")
-    family_info = tag_priors(items, states, builder.used, settings)
+    family_info = tag_priors(items, builder, settings)
     return QuestionSet(items=items, settings=settings, cases=case_rows, families=family_info, warnings=warnings)
 
 
-def tag_priors(items: list[Item], states: Sequence[_CaseState], used: dict[str, tuple[Family, _Question]],
-               settings: QuestionSettings) -> dict[str, dict]:
+def tag_priors(items: list[Item], builder: _Builder, settings: QuestionSettings) -> dict[str, dict]:
     """Set ``prior_fixed``/``prior_share``/``prior_cases`` on every item; returns the per-family table.
 
     Each family's outcome is counted on every case that could ask it, not only where it was drawn
@@ -556,22 +641,12 @@ def tag_priors(items: list[Item], states: Sequence[_CaseState], used: dict[str, 
     answers: dict[str, Counter] = defaultdict(Counter)
     for it in items:
         answers[it.metadata["family"]][it.answer] += 1
-    by_core: dict[tuple, tuple[Family, _Question]] = {}
-    for fam, q in used.values():
-        by_core.setdefault(q.relation.core, (fam, q))
-    core_counts: dict[tuple, Counter] = {core: Counter() for core in by_core}  # before any flip
-    for state in states:
-        for core, (fam, q) in by_core.items():
-            if state.allows(fam, q.names):
-                got = state.raw_outcome(q.relation)
-                if got is not None:
-                    core_counts[core][got[0]] += 1
     reference = settings.prior_reference or {}
     table = {}
-    for fam_id in sorted(used):
-        fam, q = used[fam_id]
-        flip = q.relation.flip
-        own = Counter({(flip(v) if flip else v): n for v, n in core_counts[q.relation.core].items()})
+    for fam_id in sorted(builder.used):
+        unit, q = builder.used[fam_id]
+        fam = unit.fam
+        own = Counter(v for v, ok in zip(builder.values(q.relation), builder.allowed(unit)) if ok and v is not None)
         counts = own + Counter(reference.get(fam_id, {}))
         fixed, share, n = judge_prior(counts, settings.prior_min_cases, settings.prior_threshold)
         table[fam_id] = {"category": fam.category, "answers": dict(sorted(answers[fam_id].items())),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -29,8 +28,8 @@ def write_question_set(qs: QuestionSet, out: str | Path, command: str = "probe q
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     folder = out.parent
-    items = [replace(it, volume_path=relative_volume_path(it.volume_path, folder)) for it in qs.items]
-    write_items(items, out)
+    paths = {it.volume_path for it in qs.items}
+    write_items(qs.items, out, volume_paths={p: relative_volume_path(p, folder) for p in paths})
     hashes = {}
     for row in qs.cases:
         hashes[f"{row['case']}:labels"] = row["labels_hash"]

@@ -35,8 +35,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from volprobe.probes.items import Item
 from volprobe.segmentation.names import mirror_name
+from volprobe.segmentation.relation_stack import RelationStack, StackRelation
 from volprobe.segmentation.relations import INDETERMINATE, RelationGraph
 from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
 
@@ -179,6 +182,91 @@ def relation_outcome(spec: Mapping[str, Any], graph: RelationGraph) -> tuple[str
     return compile_relation(spec)(graph)
 
 
+# -- the same, for every case of a RelationStack at once ------------------------------------------------
+
+def _stack_beats(spec: Mapping[str, Any]) -> Callable[[RelationStack, str, str], StackRelation]:
+    """``pair(stack, x, y)``: +1 where x beats y under the spec's criterion, -1 where y beats x, 0 undecided
+    (every criterion of :func:`_beats_fn` is antisymmetric, with the same margin both ways)."""
+    crit, toward = spec["criterion"], spec["toward"]
+    if crit not in CRITERIA or toward not in CRITERIA[crit]:
+        raise ValueError(f"unknown criterion {crit!r} / toward {toward!r}")
+    if crit == "axis":
+        axis = spec["axis"]
+        sign = 1 if toward == POSITIVE_SIDE[axis] else -1 if toward == NEGATIVE_SIDE[axis] else 0
+        return lambda s, x, y: _signed(s.direction(x, y, axis), sign)
+    if crit == "midline":
+        sign = 1 if toward == "closer" else -1
+        return lambda s, x, y: _signed(s.closer_to_midline(x, y), sign)
+    if crit == "size":
+        sign = 1 if toward == "larger" else -1
+        return lambda s, x, y: _signed(s.larger(x, y), sign)
+    axis = spec["axis"]
+    return lambda s, x, y: s.extends_beyond(x, y, axis, toward)
+
+
+def _signed(r: StackRelation, sign: int) -> StackRelation:
+    return r if sign == 1 else StackRelation((r.code * np.int8(sign)).astype(np.int8), r.margin)
+
+
+def _stack_extreme(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray]:
+    """Per case: index of the structure that beats every other one (-1: none), and its smallest margin."""
+    names, pair = list(spec["structures"]), _stack_beats(spec)
+    k, n = len(names), len(stack)
+    wins = np.zeros((k, k, n), bool)
+    margins = np.full((k, k, n), np.inf)
+    for i in range(k):
+        for j in range(i + 1, k):
+            r = pair(stack, names[i], names[j])
+            wins[i, j], wins[j, i] = r.code == 1, r.code == -1
+            margins[i, j] = margins[j, i] = r.margin
+    winner, margin = np.full(n, -1), np.zeros(n)
+    for i in range(k):
+        others = [j for j in range(k) if j != i]
+        won = wins[i, others].all(axis=0)
+        winner[won] = i
+        margin[won] = margins[i, others].min(axis=0)[won]
+    return winner, margin
+
+
+def _stack_touches_which(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray]:
+    anchor, names = spec["anchor"], list(spec["structures"])
+    rs = [stack.contact(anchor, y) for y in names]
+    codes = np.stack([r.code for r in rs])
+    gaps = np.stack([np.where(r.code == -1, r.margin, np.inf) for r in rs])
+    single = ((codes == 1).sum(axis=0) == 1) & (codes != 0).all(axis=0)
+    winner = np.where(single, (codes == 1).argmax(axis=0), -1)
+    return winner, gaps.min(axis=0)
+
+
+def stack_outcomes(spec: Mapping[str, Any], stack: RelationStack) -> tuple[list[str | None], list[float]]:
+    """``relation_outcome(spec, g)`` for every graph g of ``stack`` at once: the outcomes (None where the
+    graph cannot decide) and the margins (meaningless where the outcome is None). Equal, value and
+    margin, to the per-graph evaluation (tested); for the generator, which asks each relation of every case."""
+    kind, names = spec["kind"], spec["structures"]
+    if kind in ("extreme", "touches_which"):
+        winner, margin = (_stack_extreme if kind == "extreme" else _stack_touches_which)(spec, stack)
+        labels = np.array([*names, None], dtype=object)
+        return labels[winner].tolist(), margin.tolist()
+    if kind == "side":
+        r, labels = stack.side(names[0]), ("left", "right")
+    elif kind == "crosses_midline":
+        r, labels = stack.crosses_midline(names[0]), (NO, YES)
+        j = stack.index.get(names[0])
+        if j is not None:  # undecided when the field of view cuts it (as compile_relation)
+            r = StackRelation(np.where(stack.border[:, j], 0, r.code).astype(np.int8), r.margin)
+    elif kind == "direction":
+        axis = spec["axis"]
+        r, labels = stack.direction(names[0], names[1], axis), (NEGATIVE_SIDE[axis], POSITIVE_SIDE[axis])
+    elif kind == "contact":
+        r, labels = stack.contact(*sorted(names)), (NO, YES)
+    elif kind == "inside":
+        r, labels = stack.inside(names[0], names[1]), (NO, YES)
+    else:
+        raise ValueError(f"unknown relation kind {kind!r}")
+    table = np.array([labels[0], None, labels[1]], dtype=object)
+    return table[r.code.astype(np.intp) + 1].tolist(), r.margin.tolist()
+
+
 def option_for(spec: Mapping[str, Any], outcome: str | None, options: list[str]) -> str | None:
     """The option text that ``outcome`` makes correct (None when no option is)."""
     if outcome is None:
@@ -232,14 +320,15 @@ class MirroredSpec:
     flip: bool
 
     def outcome_back(self, got: tuple[str, float] | None) -> tuple[str, float] | None:
-        if got is None:
-            return None
-        value, margin = got
+        return None if got is None else (self.value_back(got[0]), got[1])
+
+    def value_back(self, value: str) -> str:
+        """The outcome on the mirrored graph, given the outcome of :attr:`spec` on the original graph."""
         if self.flip:
-            return opposite_side(value), margin
+            return opposite_side(value)
         if self.spec["kind"] in ("extreme", "touches_which") and self.axis == "lr":
-            return _mirror_name(value), margin
-        return got
+            return _mirror_name(value)
+        return value
 
 
 def mirror_spec(spec: Mapping[str, Any], axis: str) -> MirroredSpec:
