@@ -13,6 +13,7 @@ from test_questions_support import fixture_graph, phantom_graphs
 from volprobe.cli import main
 from volprobe.probes.items import Item, read_items
 from volprobe.probes.questions import leakage_check
+from volprobe.probes.questions.leakage import POOLED
 from volprobe.segmentation.masks import LabelMap
 from volprobe.segmentation.relations import build_relation_graph
 
@@ -39,7 +40,7 @@ def test_cli_writes_items_and_a_manifest_with_balance_priors_and_leakage(relatio
     items = read_items(out)
     assert len(items) == 12 * 40
     m = json.loads((tmp_path / "items.jsonl.manifest.json").read_text())
-    assert m["seed"] == 2 and m["generator_version"] == "volprobe.questions/1"
+    assert m["seed"] == 2 and m["generator_version"] == "volprobe.questions/2"
     assert m["counts"]["total"] == len(items) and sum(m["counts"]["category"].values()) == len(items)
     assert set(m["balance"]) == {f"{it.metadata['category']}/{it.metadata['format']}" for it in items}
     assert len(m["cases"]) == 12 and all(c["labels_hash"] for c in m["cases"])
@@ -49,7 +50,12 @@ def test_cli_writes_items_and_a_manifest_with_balance_priors_and_leakage(relatio
     assert sum(m["families"][fam]["answers"].values()) == sum(it.metadata["family"] == fam for it in items)
     assert "most frequent outcome" in m["prior_rule"] and "0.9" in m["prior_rule"]
     rows = m["leakage"]["rows"]
-    assert {row["category"] for row in rows} == {it.metadata["category"] for it in items}
+    assert {row["category"] for row in rows} == {it.metadata["category"] for it in items} | {POOLED}
+    pooled = {row["subset"]: row for row in rows if row["category"] == POOLED}
+    for subset, row in pooled.items():  # pools every category's predictions
+        parts = [r for r in rows if r["subset"] == subset and r["category"] != POOLED]
+        assert row["n"] == sum(r["n"] for r in parts) and row["correct"] == sum(r["correct"] for r in parts)
+    assert pooled["all"]["n"] == len(items)
     assert all(row["ci_low"] <= row["accuracy"] <= row["ci_high"] for row in rows)
     assert "leakage check" in r.output and "wrote 480 items" in r.output
     # same command, same seed: the same items

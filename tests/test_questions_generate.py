@@ -295,6 +295,46 @@ def test_jittered_phantoms_give_non_prior_fixed_families_with_both_answers():
         assert sum(row["outcomes"].values()) == row["prior_cases"] == it.metadata["prior_cases"]
 
 
+def _asked_outcomes(qs, graphs) -> dict[str, Counter]:
+    """Per family, the outcomes of its items, recomputed from the graphs."""
+    asked: dict[str, Counter] = defaultdict(Counter)
+    for it in qs.items:
+        asked[it.metadata["family"]][relation_outcome(it.metadata["relation"], graphs[it.case])[0]] += 1
+    return asked
+
+
+def _majority_share(qs, asked, families) -> tuple[float, int]:
+    """Share of the asked items of ``families`` whose outcome is the family's most common one across cases."""
+    top = total = 0
+    for f in families:
+        outcomes = qs.families[f]["outcomes"]
+        top += asked[f][max(outcomes, key=outcomes.get)]
+        total += sum(asked[f].values())
+    return top / total, total
+
+
+def test_families_that_vary_across_cases_are_asked_with_balanced_answers():
+    graphs = phantom_graphs(24, variation=1.5)
+    by_case = {g.case: g for g in graphs}
+    qs = generate(graphs, per_case=150, include=ORGANS)
+    asked = _asked_outcomes(qs, by_case)
+    free = {f: row for f, row in qs.families.items() if row["prior_fixed"] is False}
+    assert len(free) >= 10 and all(row["answers_balanced"] for row in free.values())
+    leaning = [f for f, row in free.items() if max(row["outcomes"].values()) >= 0.7 * row["prior_cases"]]
+    share, n = _majority_share(qs, asked, leaning)  # their outcomes lean 70:30 or more across cases ...
+    assert n >= 40 and 0.38 <= share <= 0.62, (share, n)  # ... but are asked about evenly
+    fixed = {f: row for f, row in qs.families.items() if row["prior_fixed"] is True}
+    assert not any(row["answers_balanced"] for row in fixed.values())
+    assert any(max(asked[f].values()) - min(asked[f].get(o, 0) for o in row["outcomes"]) >= 3
+               for f, row in fixed.items())  # prior-fixed families are tagged, not balanced
+    # without balancing, the leaning families are asked as they come
+    natural = generate(graphs, per_case=150, include=ORGANS, family_balance=False)
+    natural_share, natural_n = _majority_share(natural, _asked_outcomes(natural, by_case),
+                                               [f for f in leaning if f in natural.families])
+    assert natural_n >= 40 and natural_share >= 0.7, (natural_share, natural_n)
+    assert not any(row["answers_balanced"] for row in natural.families.values())
+
+
 def test_canonical_phantoms_make_every_family_prior_fixed():
     qs = generate(phantom_graphs(10, variation=0.0), per_case=60)
     assert qs.families and all(row["prior_fixed"] is True for row in qs.families.values())

@@ -204,19 +204,24 @@ def _split_names(ctx, param, values) -> tuple[str, ...]:
 @click.option("--prior-reference", type=click.Path(dir_okay=False), default=None,
               help="Manifest of an earlier (larger) `probe questions` run: its per-family answer counts are "
                    "added before tagging prior_fixed (lets a few cases borrow a cohort's tags).")
+@click.option("--family-balance/--no-family-balance", default=True, show_default=True,
+              help="Balance the answers of every family tagged prior_fixed false across the cases that ask it, "
+                   "so the question text does not give away which way it leans.")
 @click.option("--leakage-check", is_flag=True,
               help="Fit a question-text-only classifier (TF-IDF + logistic regression) on half the patients, "
                    "score the other half, per category with 95% CIs; printed and stored in the manifest.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def questions_cmd(cases, out, per_case, categories, formats, seed, masks_suffix, include, exclude, min_volume,
-                  prior_min_cases, prior_threshold, prior_reference, leakage_check, no_progress) -> None:
+                  prior_min_cases, prior_threshold, prior_reference, family_balance, leakage_check,
+                  no_progress) -> None:
     """Spatial question items from anatomy relation graphs: mask-verified, balanced, evidence-tagged.
 
     \b
     CASES: relations JSON files from `probe relations`, folders of them, or (with --masks-suffix)
     CTs / phantom folders with their masks. Every answer comes from a clear relation in the masks
     (never an indeterminate one); counterbalanced pairs (A vs B and B vs A) and rotated options
-    balance yes/no, left/right and option positions per category and format; each item carries
+    balance yes/no, left/right and option positions per category and format, and the answers of
+    families that vary across cases are balanced across the cases that ask them; each item carries
     its relation, margin, evidence axes and axial slices, counterfactual golds for mirror_lr /
     flip_si / flip_ap, and prior_fixed (normal anatomy fixes the answer, judged across cases).
     volume_path is relative to the folder of OUT.
@@ -232,7 +237,7 @@ def questions_cmd(cases, out, per_case, categories, formats, seed, masks_suffix,
     settings = QuestionSettings(
         per_case=per_case, categories=categories or CATEGORIES, formats=formats or FORMATS, seed=seed,
         min_volume_ml=min_volume, include=include, exclude=exclude, prior_min_cases=prior_min_cases,
-        prior_threshold=prior_threshold,
+        prior_threshold=prior_threshold, family_balance=family_balance,
         prior_reference=load_prior_reference(prior_reference) if prior_reference else None)
     loaded = load_cases(cases, masks_suffix=masks_suffix, progress=not no_progress)
     qs = generate_questions(loaded, settings, progress=not no_progress)

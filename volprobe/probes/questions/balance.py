@@ -26,8 +26,19 @@ n >= min_cases and s < threshold -> prior_fixed = false;
 n < min_cases (e.g. a single case) -> prior_fixed = null (unknown; reports group it as 'unknown'),
 unless a reference question-set manifest (--prior-reference) supplies counts for the family, which are
 added to this run's before the rule is applied. metadata['prior_share'] and metadata['prior_cases']
-keep s and n. A family that is not prior-fixed can still lean one way (s = 0.8): the leakage check
-reports such families apart from balanced ones."""
+keep s and n. A family that is not prior-fixed can still lean one way (s = 0.8); family balancing
+(FAMILY_BALANCE_RULE) keeps such a lean out of the items."""
+
+FAMILY_BALANCE_RULE = """\
+A family tagged prior_fixed = false has answers that vary across cases but may still lean one way
+(say s = 0.8), which a model reading only the question text could learn. So its answers are balanced
+across the cases that ask it: with n_o the cases (of those that could ask it) where the answer is o, a
+case whose answer is o asks the family with probability min(n) / n_o, drawn independently per case
+from a stable hash of the seed, the question and the case. Every answer is then asked equally often
+in expectation, and nothing ties one case's draw to another's answers or to option positions. Cases
+that skip the family take the next question in the stream. The manifest's 'answers' show what was
+asked; 'outcomes' (over all cases) are not changed. prior_fixed = true and unknown families are not
+balanced (they are tagged instead). Off with --no-family-balance."""
 
 
 def judge_prior(counts: Mapping[str, int], min_cases: int = DEFAULT_PRIOR_MIN_CASES,

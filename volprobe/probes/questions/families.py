@@ -13,7 +13,8 @@ counterbalanced *units*:
 
 Every family draws its keys (structure tuples) from one run-wide stream in a seeded order that does
 not depend on any case, so the same questions recur across cases (which is what lets the answer
-distribution per family show whether normal anatomy fixes it) and no item is chosen for its answer.
+distribution per family show whether normal anatomy fixes it) and no key is chosen for its answer (the
+generator only balances, across cases, the answers of families whose answer varies).
 Pairs come mirror pairs first, then neighbouring structures, then the rest (:func:`_tier`); drawn
 four-structure sets are a neighbourhood half the time.
 Families that need nearby structures (contact, containment, size, extent) draw from run-wide *pools*

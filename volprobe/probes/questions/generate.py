@@ -4,6 +4,8 @@ Per case, items are drawn cell by cell (category × format, in turn) until ``per
 cell the families take turns, each walking its run-wide key stream (see
 :mod:`volprobe.probes.questions.families`) and taking the next key whose structures the case has (at
 least ``min_volume_ml``; not excluded) and whose relation is clear there. A unit's items go in whole.
+A family tagged prior_fixed false is asked in a case only when that keeps its answers balanced across
+the cases that ask it (:data:`~volprobe.probes.questions.balance.FAMILY_BALANCE_RULE`).
 
 Gold answers, counterfactual golds (``mirror_lr``, ``flip_si``, ``flip_ap``) and the oracle all come
 from :func:`~volprobe.probes.questions.relation.answer_from_graph` semantics: the gold is the spec's
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import gc
+import itertools
 from contextlib import contextmanager
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -36,8 +39,9 @@ import numpy as np
 
 from volprobe.errors import VolprobeError
 from volprobe.probes.items import Item
-from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_PRIOR_THRESHOLD, PRIOR_RULE,
-                                               balance_table, counts_table, judge_prior)
+from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_PRIOR_THRESHOLD,
+                                               FAMILY_BALANCE_RULE, PRIOR_RULE, balance_table, counts_table,
+                                               judge_prior)
 from volprobe.probes.questions.cases import QuestionCase
 from volprobe.probes.questions.families import (CATEGORIES, FORMATS, OPTION_COUNT, Family, KeyStream, build_pools,
                                                 sample_graphs, select_families, stable_hash, unit_specs)
@@ -48,7 +52,7 @@ from volprobe.segmentation.names import side_of
 from volprobe.segmentation.relation_stack import RelationStack
 from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE
 
-GENERATOR_VERSION = "volprobe.questions/1"
+GENERATOR_VERSION = "volprobe.questions/2"
 TASK = "spatial"
 #: Sample cases on which a key's relation must be clear once for the key to enter its family's stream.
 ACCEPT_CASES = 8
@@ -70,6 +74,8 @@ class QuestionSettings:
         include: glob patterns of the structure names to ask about (empty: all).
         exclude: glob patterns of structure names never asked about (e.g. ``rib_*``).
         prior_min_cases, prior_threshold: the prior_fixed rule (:data:`~volprobe.probes.questions.balance.PRIOR_RULE`).
+        family_balance: balance the answers of every family tagged prior_fixed false across the cases
+            that ask it (:data:`~volprobe.probes.questions.balance.FAMILY_BALANCE_RULE`).
         pool_cases: how many cases (spread over the run) judge the pair pools.
         prior_reference: per-family outcome counts from an earlier question set, added to this run's.
     """
@@ -84,6 +90,7 @@ class QuestionSettings:
     prior_min_cases: int = DEFAULT_PRIOR_MIN_CASES
     prior_threshold: float = DEFAULT_PRIOR_THRESHOLD
     pool_cases: int = 50
+    family_balance: bool = True
     prior_reference: dict | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +140,7 @@ class QuestionSet:
         return {
             "generator_version": GENERATOR_VERSION, "counts": self.counts,
             "balance": self.balance, "prior_rule": PRIOR_RULE,
+            "family_balance_rule": FAMILY_BALANCE_RULE if self.settings.family_balance else None,
             "families": self.families, "cases": self.cases, "warnings": self.warnings,
             "leakage": self.leakage.to_dict() if self.leakage is not None else None,
         }
@@ -199,6 +207,35 @@ class _Unit:
     built: bool = False  # has it given items (in any case)?
     #: may each case of the run ask it (:meth:`_Builder.allowed`), filled on first use
     allowed: list[bool] | None = None
+    #: the answer balance of its family (:meth:`_Builder.balance`; None: not balanced), set on first use
+    balance: "_AnswerBalance | None | bool" = False
+
+
+@dataclass
+class _AnswerBalance:
+    """Per outcome of a unit's first question (over the cases that may ask it), the probability that a
+    case with that outcome asks the unit: the rarest outcome's count over this outcome's, so every
+    outcome is asked equally often in expectation; the unit's other question (the swapped or opposite
+    one) follows. Each case draws independently (from the seeded hashes of the case and the unit), so
+    nothing ties a case's draw to its neighbours' answers or to option positions."""
+
+    accept: dict[str, float]
+
+    def admits(self, outcome: str, unit: "_Unit", state: "_CaseState") -> bool:
+        p = self.accept[outcome]
+        return p >= 1.0 or _mix64(state.hash ^ unit.bits ^ _BALANCE_SALT) < p * 2.0 ** 64
+
+
+_MASK64 = (1 << 64) - 1
+_BALANCE_SALT = 0x5BD1E995D3A2646C
+
+
+def _mix64(x: int) -> int:
+    """SplitMix64's finaliser: a 64-bit hash of x (draws independent of other uses of the same bits)."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
 
 
 def _core(spec: dict) -> tuple:
@@ -295,8 +332,9 @@ class _Builder:
         self.units: dict[tuple, _Unit] = {}
         self.used: dict[str, tuple[_Unit, _Question]] = {}  # family id → its unit and question, for prior tagging
         self._rendered: dict[tuple, tuple[_Text, ...]] = {}
-        self._by_position: dict[str, list[_Unit]] = defaultdict(list)
+        self.units_by_position: dict[str, list[_Unit]] = defaultdict(list)
         self._offsets: dict[tuple, int] = {}
+        self._blocks: dict[tuple, tuple[int, ...]] = {}  # cell → its current block of positions
 
     def values(self, rel: _Relation) -> list[str | None]:
         """The relation's outcome in every case (None: undecided there), evaluated for all cases at once on
@@ -337,6 +375,27 @@ class _Builder:
             unit.allowed = ok.tolist()
         return unit.allowed
 
+    def family_outcomes(self, unit: _Unit, q: _Question) -> Counter:
+        """How often each outcome of ``q`` occurs over the cases that may ask it (asked there or not)."""
+        return Counter(v for v, ok in zip(self.values(q.relation), self.allowed(unit)) if ok and v is not None)
+
+    def prior(self, unit: _Unit, q: _Question) -> tuple[Counter, tuple[bool | None, float | None, int]]:
+        """This run's outcome counts of ``q``'s family and :func:`judge_prior` of them plus the reference's."""
+        own = self.family_outcomes(unit, q)
+        counts = own + Counter((self.settings.prior_reference or {}).get(q.family, {}))
+        return own, judge_prior(counts, self.settings.prior_min_cases, self.settings.prior_threshold)
+
+    def balance(self, unit: _Unit) -> _AnswerBalance | None:
+        """The unit's answer balance when its family is tagged prior_fixed false (and balancing is on)."""
+        if unit.balance is False:
+            unit.balance = None
+            if self.settings.family_balance:
+                own, (fixed, _, _) = self.prior(unit, unit.questions[0])
+                if fixed is False:
+                    rarest = min(own.values())
+                    unit.balance = _AnswerBalance({o: rarest / n for o, n in own.items()})
+        return unit.balance
+
     def unit(self, fam: Family, key: tuple) -> _Unit:
         u = self.units.get((fam.id, key))
         if u is None:
@@ -345,7 +404,7 @@ class _Builder:
 
     def unit_at(self, fam: Family, stream: KeyStream, position: int) -> _Unit | None:
         """The unit of the key at ``position`` in the family's stream (None past its end)."""
-        units = self._by_position[fam.id]
+        units = self.units_by_position[fam.id]
         if position < len(units):
             return units[position]
         key = stream.get(position)
@@ -357,17 +416,14 @@ class _Builder:
         return unit
 
     def _texts(self, unit: _Unit, outcomes: list[tuple], state: _CaseState, p: int) -> tuple["_Text", ...]:
-        """The unit's texts with paraphrase ``p`` and option values rotated per cell (pairs share one order;
-        a single item's gold goes to the cell's next position, the other options in a seeded order)."""
+        """The unit's texts with paraphrase ``p`` and option values rotated per cell (:meth:`_position`;
+        pairs share one order; a single item's gold goes to the cell's next position, the other options
+        in a seeded order)."""
         fam = unit.fam
         if fam.format == "yes_no":
             order = None
         else:
-            cell = (fam.category, fam.format)
-            offset = self._offsets.get(cell)
-            if offset is None:
-                offset = self._offsets[cell] = stable_hash(self.settings.seed, "cell", *cell)
-            turn = (offset + self.counters[cell]) % OPTION_COUNT[fam.format]
+            turn = self._position(fam)
             if fam.unit == "single":  # the gold's position, the gold, and how the others are rotated
                 others = len(unit.questions[0].spec["structures"]) - 1
                 order = (turn, outcomes[0][0], (state.hash ^ unit.bits) % others)
@@ -380,6 +436,20 @@ class _Builder:
             got = self._rendered[key] = tuple(_Text(unit, i, p, vals, seed)
                                               for i, vals in enumerate(self._option_values(unit, order)))
         return got
+
+    def _position(self, fam: Family) -> int:
+        """The cell's next rotation: the gold's position for a single item, the option order (0: negative
+        side or first structure first) for a pair. The cell's units take the k values in blocks of k, each
+        block a seeded permutation, so positions balance to within one per cell and follow no fixed
+        cycle (a fixed cycle can fall into step with a family's answers and give them away)."""
+        cell, k = (fam.category, fam.format), OPTION_COUNT[fam.format]
+        n = self.counters[cell]
+        if n % k == 0:
+            offset = self._offsets.get(cell)
+            if offset is None:
+                offset = self._offsets[cell] = stable_hash(self.settings.seed, "cell", *cell)
+            self._blocks[cell] = _permutation(k, _mix64(offset + n // k))
+        return self._blocks[cell][n % k]
 
     @staticmethod
     def _option_values(unit: _Unit, order) -> list[tuple | None]:
@@ -442,6 +512,14 @@ class _Builder:
         return items
 
 
+_PERMUTATIONS = {k: list(itertools.permutations(range(k))) for k in set(OPTION_COUNT.values())}
+
+
+def _permutation(k: int, h: int) -> tuple[int, ...]:
+    """The (h mod k!)-th permutation of 0..k-1."""
+    return _PERMUTATIONS[k][h % len(_PERMUTATIONS[k])]
+
+
 def _mapped(values: list[str | None], fn: Callable[[str], str]) -> list[str | None]:
     """``fn`` applied to every value but None (values come from a handful of outcomes)."""
     table = {v: None if v is None else fn(v) for v in set(values)}
@@ -488,12 +566,13 @@ def _possible_outcomes(spec: dict) -> list[str]:
 
 def _next_unit(fam: Family, stream: KeyStream, cursor: dict, state: _CaseState, builder: _Builder):
     """The next (unit, outcomes) of ``fam`` this case can ask, or None when its stream is spent."""
-    i = state.i
+    i, units = state.i, builder.units_by_position[fam.id]
     while True:
-        unit = builder.unit_at(fam, stream, cursor[fam.id])
+        at = cursor[fam.id]
+        unit = units[at] if at < len(units) else builder.unit_at(fam, stream, at)
         if unit is None:
             return None
-        cursor[fam.id] += 1
+        cursor[fam.id] = at + 1
         if not (unit.allowed or builder.allowed(unit))[i]:
             continue
         outcomes = []
@@ -504,7 +583,9 @@ def _next_unit(fam: Family, stream: KeyStream, cursor: dict, state: _CaseState, 
                 break
             outcomes.append((v, rel.margins[i]))
         else:
-            return unit, outcomes
+            balance = unit.balance if unit.balance is not False else builder.balance(unit)
+            if balance is None or balance.admits(outcomes[0][0], unit, state):
+                return unit, outcomes
 
 
 def _select_case(state: _CaseState, cells: list[tuple[str, str]], cell_families: dict, streams: dict,
@@ -646,13 +727,11 @@ def tag_priors(items: list[Item], builder: _Builder, settings: QuestionSettings)
     for fam_id in sorted(builder.used):
         unit, q = builder.used[fam_id]
         fam = unit.fam
-        own = Counter(v for v, ok in zip(builder.values(q.relation), builder.allowed(unit)) if ok and v is not None)
-        counts = own + Counter(reference.get(fam_id, {}))
-        fixed, share, n = judge_prior(counts, settings.prior_min_cases, settings.prior_threshold)
+        own, (fixed, share, n) = builder.prior(unit, q)
         table[fam_id] = {"category": fam.category, "answers": dict(sorted(answers[fam_id].items())),
                          "outcomes": dict(sorted(own.items())), "reference_outcomes": reference.get(fam_id),
                          "prior_fixed": fixed, "prior_share": None if share is None else round(share, 4),
-                         "prior_cases": n}
+                         "prior_cases": n, "answers_balanced": bool(unit.balance)}
     for it in items:
         row = table[it.metadata["family"]]
         it.metadata.update(prior_fixed=row["prior_fixed"], prior_share=row["prior_share"],
