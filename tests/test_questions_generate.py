@@ -56,6 +56,30 @@ def test_answer_labels_and_positions_balance_in_every_category_and_format(which,
             assert len(set(sides.values())) == 1, (cat, sides)
 
 
+def test_option_rotation_balances_each_cell_without_a_fixed_cycle():
+    """A fixed cycle (0, 1, 0, 1, ...) can fall into step with a family's answers and give them away."""
+    from volprobe.probes.questions.generate import _Builder
+    from volprobe.probes.questions.families import FAMILY_BY_ID
+    from volprobe.segmentation.relation_stack import RelationStack
+
+    builder = _Builder(QuestionSettings(seed=5), RelationStack(phantom_graphs(2)), set())
+    for fam_id in ("extreme.reach.si.two_option", "extreme.size.four_option"):
+        fam = FAMILY_BY_ID[fam_id]
+        k = OPTION_COUNT[fam.format]
+        seq = []
+        for _ in range(100 * k):
+            seq.append(builder._position(fam))
+            builder._position(fam)  # asked again before the unit is built: the same position
+            assert builder._position(fam) == seq[-1]
+            builder.counters[(fam.category, fam.format)] += 1
+        blocks = [tuple(seq[i:i + k]) for i in range(0, len(seq), k)]
+        assert all(sorted(b) == list(range(k)) for b in blocks)  # balanced within one, always
+        if k == 2:  # no fixed cycle: both orders of a block, about equally often
+            assert 0.3 < Counter(blocks)[(0, 1)] / len(blocks) < 0.7
+        else:
+            assert len(set(blocks)) > 15
+
+
 def test_counterbalanced_pairs_have_opposite_answers(phantom_set):
     units = defaultdict(list)
     for it in phantom_set[1].items:
@@ -320,6 +344,9 @@ def test_families_that_vary_across_cases_are_asked_with_balanced_answers():
     asked = _asked_outcomes(qs, by_case)
     free = {f: row for f, row in qs.families.items() if row["prior_fixed"] is False}
     assert len(free) >= 10 and all(row["answers_balanced"] for row in free.values())
+    for fam, row in free.items():  # never more than 2 apart, over the outcomes the family has in the run
+        counts = [asked[fam][o] for o in row["outcomes"]]
+        assert max(counts) - min(counts) <= 2, (fam, row["outcomes"], asked[fam])
     leaning = [f for f, row in free.items() if max(row["outcomes"].values()) >= 0.7 * row["prior_cases"]]
     share, n = _majority_share(qs, asked, leaning)  # their outcomes lean 70:30 or more across cases ...
     assert n >= 40 and 0.38 <= share <= 0.62, (share, n)  # ... but are asked about evenly

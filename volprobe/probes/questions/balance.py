@@ -35,8 +35,11 @@ A family tagged prior_fixed = false has answers that vary across cases but may s
 across the cases that ask it: with n_o the cases (of those that could ask it) where the answer is o, a
 case whose answer is o asks the family with probability min(n) / n_o, drawn independently per case
 from a stable hash of the seed, the question and the case. Every answer is then asked equally often
-in expectation, and nothing ties one case's draw to another's answers or to option positions. Cases
-that skip the family take the next question in the stream. The manifest's 'answers' show what was
+in expectation, and nothing ties one case's draw to another's answers or to option positions. As a
+case takes the first question it can answer, some answers may seldom reach a family; so, in case-id
+order, an answer already asked 2 times more than the least asked one is not asked again until the
+others catch up: a family's asked answers never differ by more than 2. Cases that skip the family
+take the next question in the stream. The manifest's 'answers' show what was
 asked; 'outcomes' (over all cases) are not changed. prior_fixed = true and unknown families are not
 balanced (they are tagged instead). Off with --no-family-balance."""
 

@@ -4,8 +4,8 @@ Per case, items are drawn cell by cell (category × format, in turn) until ``per
 cell the families take turns, each walking its run-wide key stream (see
 :mod:`volprobe.probes.questions.families`) and taking the next key whose structures the case has (at
 least ``min_volume_ml``; not excluded) and whose relation is clear there. A unit's items go in whole.
-A family tagged prior_fixed false is asked in a case only when that keeps its answers balanced across
-the cases that ask it (:data:`~volprobe.probes.questions.balance.FAMILY_BALANCE_RULE`).
+A family tagged prior_fixed false is asked in a case with a probability that balances its answers
+across cases (:data:`~volprobe.probes.questions.balance.FAMILY_BALANCE_RULE`).
 
 Gold answers, counterfactual golds (``mirror_lr``, ``flip_si``, ``flip_ap``) and the oracle all come
 from :func:`~volprobe.probes.questions.relation.answer_from_graph` semantics: the gold is the spec's
@@ -56,6 +56,8 @@ GENERATOR_VERSION = "volprobe.questions/2"
 TASK = "spatial"
 #: Sample cases on which a key's relation must be clear once for the key to enter its family's stream.
 ACCEPT_CASES = 8
+#: A balanced family's answers never differ by more than this many items (FAMILY_BALANCE_RULE).
+MAX_AHEAD = 2
 
 
 class QuestionError(VolprobeError, ValueError):
@@ -168,7 +170,7 @@ class _Relation:
     of direction(a, b); of two structures, the one further right is the one not further left, the
     smaller the one not larger), so twins share one evaluation. Exact: every relation is antisymmetric
     in its two structures. ``values``/``margins``: the outcome (flipped) and margin in every case of the
-    run, filled on first use (:meth:`_Builder.outcome`)."""
+    run, filled on first use (:meth:`_Builder.values`)."""
 
     core: tuple
     spec: dict
@@ -213,15 +215,23 @@ class _Unit:
 
 @dataclass
 class _AnswerBalance:
-    """Per outcome of a unit's first question (over the cases that may ask it), the probability that a
-    case with that outcome asks the unit: the rarest outcome's count over this outcome's, so every
-    outcome is asked equally often in expectation; the unit's other question (the swapped or opposite
-    one) follows. Each case draws independently (from the seeded hashes of the case and the unit), so
-    nothing ties a case's draw to its neighbours' answers or to option positions."""
+    """The answer balance of a unit's family (:data:`~volprobe.probes.questions.balance.FAMILY_BALANCE_RULE`),
+    on its first question's outcome (the unit's other question, swapped or opposite, follows).
+
+    ``accept``: per outcome, the probability that a case with that outcome asks the unit: the rarest
+    outcome's count over this outcome's (counts over the cases that may ask it), so every outcome is
+    asked equally often in expectation; each case draws independently (from the seeded hashes of the
+    case and the unit), so nothing ties one case's draw to another's answer or to option positions.
+    ``asked``: times each outcome was asked so far; an outcome already :data:`MAX_AHEAD` ahead of the
+    least asked one is not asked again until the others catch up (they may never: a case takes the
+    first question it can answer, so some answers may seldom reach this one)."""
 
     accept: dict[str, float]
+    asked: dict[str, int]
 
     def admits(self, outcome: str, unit: "_Unit", state: "_CaseState") -> bool:
+        if self.asked[outcome] >= min(self.asked.values()) + MAX_AHEAD:
+            return False
         p = self.accept[outcome]
         return p >= 1.0 or _mix64(state.hash ^ unit.bits ^ _BALANCE_SALT) < p * 2.0 ** 64
 
@@ -349,11 +359,6 @@ class _Builder:
             rel.values = values
         return rel.values
 
-    def outcome(self, rel: _Relation, i: int) -> tuple | None:
-        """(outcome, margin) of a relation in case ``i``, or None when undecided there."""
-        v = (rel.values or self.values(rel))[i]
-        return None if v is None else (v, rel.margins[i])
-
     def counterfactuals(self, q: _Question) -> list[tuple[str, list[str | None]]]:
         """Per counterfactual control that ``q``'s answer depends on: its outcome on the mirrored graph of
         every case (None: undecided there), read off the original graphs (:class:`MirroredSpec`)."""
@@ -393,7 +398,7 @@ class _Builder:
                 own, (fixed, _, _) = self.prior(unit, unit.questions[0])
                 if fixed is False:
                     rarest = min(own.values())
-                    unit.balance = _AnswerBalance({o: rarest / n for o, n in own.items()})
+                    unit.balance = _AnswerBalance({o: rarest / n for o, n in own.items()}, dict.fromkeys(own, 0))
         return unit.balance
 
     def unit(self, fam: Family, key: tuple) -> _Unit:
@@ -504,6 +509,8 @@ class _Builder:
                           "structures": names, "case": case_id, "open_answer": t.open_answers[outcome],
                           "prior_fixed": None, "prior_share": None, "prior_cases": 0}))
         seen.update(digests)
+        if unit.balance:
+            unit.balance.asked[outcomes[0][0]] += 1
         if not unit.built:
             unit.built = True
             for q in unit.questions:
