@@ -12,7 +12,11 @@ chance = mean 1/k. A family that is not prior-fixed but whose answer is, say, th
 is still predictable from the text (the generator balances such families' answers by default);
 ``balanced`` separates those. Rows for category :data:`POOLED` pool every category's predictions
 (each category keeps its own classifier): per category a subset has a few hundred items at most, so
-its CI is ±5 points or wider, too wide to judge a 2-point target.
+its CI is ±5 points or wider, too wide to judge a 2-point target. Balanced families tend to read a
+little *below* chance: splitting a family whose answers are balanced overall into two halves pairs
+the training half's majority answer with the test half's minority one. Items of one family are not
+independent either (the CI treats them as if they were), so a category whose non-prior-fixed items
+come from a few families swings widely.
 
 Target: non-prior-fixed families within 2 percentage points of chance.
 """

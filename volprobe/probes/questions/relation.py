@@ -6,7 +6,8 @@ Every spatial item stores a spec in ``item.metadata['relation']``. One function,
 the item's option text. The generator uses them for the gold answer and the counterfactual golds
 (the outcome on ``graph.mirrored(axis)``, computed by :func:`mirrored_outcome`), and the ``oracle``
 model uses them on the graph of whatever volume it is given, so the three can never disagree about
-what a question means.
+what a question means. (For speed the generator evaluates a spec on all its cases at once with
+:func:`stack_outcomes`, the same computation on arrays; tests check the two agree value for value.)
 
 Spec keys (all JSON):
 
