@@ -39,9 +39,9 @@ in expectation, and nothing ties one case's draw to another's answers or to opti
 case takes the first question it can answer, some answers may seldom reach a family; so, in case-id
 order, an answer already asked 2 times more than the least asked one is not asked again until the
 others catch up: a family's asked answers never differ by more than 2. Cases that skip the family
-take the next question in the stream. The manifest's 'answers' show what was
-asked; 'outcomes' (over all cases) are not changed. prior_fixed = true and unknown families are not
-balanced (they are tagged instead). Off with --no-family-balance."""
+take the next question in the stream. The manifest's 'answers' show what was asked; 'outcomes' (over
+all cases) are not changed. prior_fixed = true and unknown families are not balanced (they are
+tagged instead). Off with --no-family-balance."""
 
 
 def judge_prior(counts: Mapping[str, int], min_cases: int = DEFAULT_PRIOR_MIN_CASES,
