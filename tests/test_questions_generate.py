@@ -69,8 +69,7 @@ def test_option_rotation_balances_each_cell_without_a_fixed_cycle():
         seq = []
         for _ in range(100 * k):
             seq.append(builder._position(fam))
-            builder._position(fam)  # asked again before the unit is built: the same position
-            assert builder._position(fam) == seq[-1]
+            assert builder._position(fam) == seq[-1]  # asked again before the unit is built: the same
             builder.counters[(fam.category, fam.format)] += 1
         blocks = [tuple(seq[i:i + k]) for i in range(0, len(seq), k)]
         assert all(sorted(b) == list(range(k)) for b in blocks)  # balanced within one, always

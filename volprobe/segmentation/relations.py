@@ -455,8 +455,9 @@ class _CellIndex:
         if not len(near):
             return None
         d_cells = self.tree(b).query(centres[near], k=1, distance_upper_bound=reach)[0]
-        order = near[np.argsort(d_cells)]
-        lower = np.sort(d_cells) - 2 * self.r
+        by_distance = np.argsort(d_cells)
+        order = near[by_distance]
+        lower = d_cells[by_distance] - 2 * self.r
         best = cutoff
         tree_b = self.point_tree(b)
         n = 0

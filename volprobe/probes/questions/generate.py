@@ -46,7 +46,7 @@ from volprobe.probes.questions.cases import QuestionCase
 from volprobe.probes.questions.families import (CATEGORIES, FORMATS, OPTION_COUNT, Family, KeyStream, build_pools,
                                                 sample_graphs, select_families, stable_hash, unit_specs)
 from volprobe.probes.questions.relation import (COUNTERFACTUAL_AXES, MirroredSpec, compile_relation, mirror_spec,
-                                                opposite_side, option_for, stack_outcomes)
+                                                opposite_side, option_for, outcome_labels, stack_outcomes)
 from volprobe.probes.questions.templates import open_answer, render, template_family
 from volprobe.segmentation.names import side_of
 from volprobe.segmentation.relation_stack import RelationStack
@@ -550,7 +550,7 @@ class _Text:
                        "format": fam.format, "template": p, "unit": unit.unit_id, "relation": spec,
                        "margin_unit": q.margin_unit, "open_question": r.open_question,
                        "generator_version": GENERATOR_VERSION, "seed": seed}
-        outcomes = _possible_outcomes(spec)
+        outcomes = outcome_labels(spec)
         options = list(r.options)
         self.answers = {o: option_for(spec, o, options) for o in outcomes}  # the same mapping, tabulated
         self.otherwise = "no" if fam.format == "yes_no" else None
@@ -558,17 +558,6 @@ class _Text:
         self.answer_type = "yes_no" if fam.format == "yes_no" else "choice"
         self.chance = 1.0 / len(options)
         self.in_mm = q.margin_unit == "mm"
-
-
-def _possible_outcomes(spec: dict) -> list[str]:
-    kind = spec["kind"]
-    if kind in ("extreme", "touches_which"):
-        return list(spec["structures"])
-    if kind in ("contact", "inside", "crosses_midline"):
-        return ["yes", "no"]
-    if kind == "side":
-        return ["left", "right"]
-    return [NEGATIVE_SIDE[spec["axis"]], POSITIVE_SIDE[spec["axis"]]]
 
 
 def _next_unit(fam: Family, stream: KeyStream, cursor: dict, state: _CaseState, builder: _Builder):

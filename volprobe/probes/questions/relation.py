@@ -239,31 +239,42 @@ def _stack_touches_which(spec: Mapping[str, Any], stack: RelationStack) -> tuple
     return winner, gaps.min(axis=0)
 
 
+def outcome_labels(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every outcome the spec's relation can have: its structures (``extreme``, ``touches_which``), else
+    the two values of a two-valued relation, negative first (no/yes, left/right, the axis's sides)."""
+    kind = spec["kind"]
+    if kind in ("extreme", "touches_which"):
+        return tuple(spec["structures"])
+    if kind in ("contact", "inside", "crosses_midline"):
+        return NO, YES
+    if kind == "side":
+        return "left", "right"
+    if kind == "direction":
+        return NEGATIVE_SIDE[spec["axis"]], POSITIVE_SIDE[spec["axis"]]
+    raise ValueError(f"unknown relation kind {kind!r}")
+
+
 def stack_outcomes(spec: Mapping[str, Any], stack: RelationStack) -> tuple[list[str | None], list[float]]:
     """``relation_outcome(spec, g)`` for every graph g of ``stack`` at once: the outcomes (None where the
     graph cannot decide) and the margins (meaningless where the outcome is None). Equal, value and
     margin, to the per-graph evaluation (tested); for the generator, which asks each relation of every case."""
-    kind, names = spec["kind"], spec["structures"]
+    kind, names, labels = spec["kind"], spec["structures"], outcome_labels(spec)
     if kind in ("extreme", "touches_which"):
         winner, margin = (_stack_extreme if kind == "extreme" else _stack_touches_which)(spec, stack)
-        labels = np.array([*names, None], dtype=object)
-        return labels[winner].tolist(), margin.tolist()
+        return np.array([*labels, None], dtype=object)[winner].tolist(), margin.tolist()
     if kind == "side":
-        r, labels = stack.side(names[0]), ("left", "right")
+        r = stack.side(names[0])
     elif kind == "crosses_midline":
-        r, labels = stack.crosses_midline(names[0]), (NO, YES)
+        r = stack.crosses_midline(names[0])
         j = stack.index.get(names[0])
         if j is not None:  # undecided when the field of view cuts it (as compile_relation)
             r = StackRelation(np.where(stack.border[:, j], 0, r.code).astype(np.int8), r.margin)
     elif kind == "direction":
-        axis = spec["axis"]
-        r, labels = stack.direction(names[0], names[1], axis), (NEGATIVE_SIDE[axis], POSITIVE_SIDE[axis])
+        r = stack.direction(names[0], names[1], spec["axis"])
     elif kind == "contact":
-        r, labels = stack.contact(*sorted(names)), (NO, YES)
-    elif kind == "inside":
-        r, labels = stack.inside(names[0], names[1]), (NO, YES)
-    else:
-        raise ValueError(f"unknown relation kind {kind!r}")
+        r = stack.contact(*sorted(names))
+    else:  # inside
+        r = stack.inside(names[0], names[1])
     table = np.array([labels[0], None, labels[1]], dtype=object)
     return table[r.code.astype(np.intp) + 1].tolist(), r.margin.tolist()
 
