@@ -2,7 +2,7 @@
 
 A trivial adapter (prepare and generate cost ~0; the time spent inside it is measured and
 subtracted) answers every item of synthetic cases under several controls through
-:func:`volprobe.probes.engine.run`. Everything else — reading volumes, applying controls,
+:func:`volprobe.probes.run.engine.run`. Everything else — reading volumes, applying controls,
 building prompts, scoring, writing + fsync'ing records, the progress bar — is harness overhead.
 Also checks that each (volume, control) input was prepared exactly once.
 
@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from runfixtures import ensure_scoring  # noqa: E402  (the real scorer when present)
-from volprobe.probes.engine import run  # noqa: E402
-from volprobe.probes.items import Item  # noqa: E402
+from volprobe.probes.run.engine import run  # noqa: E402
+from volprobe.items import Item  # noqa: E402
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared  # noqa: E402
 from volprobe.segmentation.volume import Volume, save_nifti  # noqa: E402
 
@@ -103,7 +103,7 @@ def main() -> None:
         print(f"{args.cases} cases of {tuple(args.shape)} int16 voxels x {args.items_per_case} items x "
               f"{len(CONTROLS)} controls = {pairs} (item, control) pairs; simulated model compute "
               f"{args.generate_ms:g} ms/item; scorer: "
-              f"{'volprobe.probes.scoring' if real else 'test stand-in (volprobe.probes.scoring not written yet)'}")
+              f"{'volprobe.probes.scoring.answers' if real else 'test stand-in (volprobe.probes.scoring.answers not written yet)'}")
         for bs in args.batch_size:
             model = TrivialAdapter(args.generate_ms / 1e3)
             t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def main() -> None:
 
 def ensure_scoring_is_real() -> bool:
     try:
-        import volprobe.probes.scoring  # noqa: F401
+        import volprobe.probes.scoring.answers  # noqa: F401
 
         return True
     except ModuleNotFoundError:

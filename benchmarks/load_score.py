@@ -1,10 +1,10 @@
 """Benchmark: load and score 170,000 3D-RAD-sized items (target: < 30 s together on the dev machine).
 
 Writes an invented 3D-RAD split in the real CSV layout to a temporary folder (not timed), loads it
-with :func:`volprobe.probes.benchmarks.threedrad.load_3drad`, makes one model-like output per item
+with :func:`volprobe.probes.datasets.threedrad.load_3drad`, makes one model-like output per item
 (letters, ``Answer: B``, option texts, yes/no sentences, refusals, unparseable text, free-text
 findings, measurements in mm/cm; not timed), and scores every output with
-:func:`volprobe.probes.scoring.score_output`.
+:func:`volprobe.probes.scoring.answers.score_output`.
 
     python benchmarks/load_score.py [--items 170000] [--seed 0]
 """
@@ -18,10 +18,10 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from volprobe.probes.benchmarks.synthetic import write_synthetic_3drad
-from volprobe.probes.benchmarks.threedrad import load_3drad
-from volprobe.probes.items import Item
-from volprobe.probes.scoring import score_output
+from volprobe.probes.datasets.synthetic import write_synthetic_3drad
+from volprobe.probes.datasets.threedrad import load_3drad
+from volprobe.items import Item
+from volprobe.probes.scoring.answers import score_output
 
 CLOSED_FORMS = ["{L}", "{L}.", "({L})", "Answer: {L}", "The answer is {L}.", "{L}. {T}", "{T}",
                 "{T}, based on the scan.", "I cannot determine this without an image.", "A or B",

@@ -16,7 +16,7 @@ import argparse
 import tempfile
 import time
 
-from volprobe.segmentation.phantom import (
+from volprobe.segmentation.phantoms.generate import (
     DEFAULT_SHAPE, DEFAULT_SPACING, ORIENTATIONS, generate_phantoms, make_phantom, segment_phantom_by_threshold,
     write_phantom,
 )

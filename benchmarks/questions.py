@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from volprobe.probes.questions import QuestionSettings, case_from_graph, generate_questions, write_question_set
-from volprobe.segmentation.phantom import case_seed, make_phantom
-from volprobe.segmentation.relations import build_relation_graph
+from volprobe.segmentation.phantoms.generate import case_seed, make_phantom
+from volprobe.segmentation.relations.graph import build_relation_graph
 
 
 def jittered(graph, case: str, rng: np.random.Generator, sd_mm: float = 4.0):

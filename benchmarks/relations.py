@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from volprobe.segmentation.masks import LabelMap, read_label_names_from_header
-from volprobe.segmentation.relations import build_relation_graph
+from volprobe.segmentation.relations.graph import build_relation_graph
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "totalseg" / "example_seg.nii.gz"
 SHAPE = (512, 512, 300)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, register_model
 from volprobe.segmentation.volume import Volume, save_nifti
 
@@ -23,13 +23,13 @@ SHAPE = (24, 20, 16)
 
 
 def ensure_scoring() -> None:
-    """Use the real ``volprobe.probes.scoring`` when it exists; until then a minimal stand-in
+    """Use the real ``volprobe.probes.scoring.answers`` when it exists; until then a minimal stand-in
     (closed items: a leading letter ``B.``/``B`` or an option's text; correct = parsed == gold)."""
     try:
-        import volprobe.probes.scoring  # noqa: F401
+        import volprobe.probes.scoring.answers  # noqa: F401
         return
     except ModuleNotFoundError as exc:
-        if exc.name != "volprobe.probes.scoring":
+        if exc.name != "volprobe.probes.scoring.answers":
             raise
 
     @dataclass
@@ -51,12 +51,12 @@ def ensure_scoring() -> None:
             parsed = text.strip()
         return Score(parsed, parsed == item.answer, unparseable=parsed is None)
 
-    module = types.ModuleType("volprobe.probes.scoring")
+    module = types.ModuleType("volprobe.probes.scoring.answers")
     module.score_output = score_output  # type: ignore[attr-defined]
-    sys.modules["volprobe.probes.scoring"] = module
+    sys.modules["volprobe.probes.scoring.answers"] = module
     import volprobe.probes
 
-    volprobe.probes.scoring = module  # type: ignore[attr-defined]
+    volprobe.probes.scoring.answers = module  # type: ignore[attr-defined]
 
 
 def phantom_array(shift: int = 0) -> np.ndarray:

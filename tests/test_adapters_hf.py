@@ -11,7 +11,7 @@ from tinymodels import cached_build, record_calls, record_method
 from tinymodels.hf_vlm import GEMMA_IMAGE_TOKENS, build_gemma3, build_qwen2_5_vl
 from tinymodels.volumes import single_axial_slice, stored
 
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models import load_model
 from volprobe.probes.models.preprocessing import slice_images
 

@@ -10,7 +10,7 @@ from tinymodels.lamed import build_lamed
 from tinymodels.volumes import single_axial_slice, stored
 
 from volprobe.errors import VolprobeError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models import load_model
 from volprobe.probes.models.med3dvlm import VISION_TOWER_FILE
 

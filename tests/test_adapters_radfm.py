@@ -11,7 +11,7 @@ from tinymodels.radfm import build_radfm
 from tinymodels.volumes import single_axial_slice, stored
 
 from volprobe.errors import WeightsMissingError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models import load_model
 
 ITEM = Item(id="r", question="Which structure is more left?", answer="liver", options=["liver", "spleen"])

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from volprobe.cli import main
 from volprobe.errors import FormatError, VolprobeError
 from volprobe.probes.baselines import (fit_baseline, history_state, load_baseline, option_roles, save_baseline)
-from volprobe.probes.benchmarks.synthetic import TEMPORAL_CHOICES, write_synthetic_3drad
-from volprobe.probes.benchmarks.threedrad import load_3drad
-from volprobe.probes.items import Item, read_items, write_items
+from volprobe.probes.datasets.synthetic import TEMPORAL_CHOICES, write_synthetic_3drad
+from volprobe.probes.datasets.threedrad import load_3drad
+from volprobe.items import Item, read_items, write_items
 from volprobe.probes.models.base import MODEL_REGISTRY, Prepared
 from volprobe.probes.models.prior import PriorModel
-from volprobe.probes.scoring import score_output
+from volprobe.probes.scoring.answers import score_output
 
 REFRACTORY, RESOLVED, NEW, ABSENT = TEMPORAL_CHOICES
 

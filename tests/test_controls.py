@@ -11,7 +11,7 @@ from volprobe.controls import (CONTROL_REGISTRY, Control, ControlContext, Contro
                                list_controls, register_control)
 from volprobe.controls.builtin import axis_angle_deg, slice_permutation
 from volprobe.errors import FormatError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.segmentation.volume import LPS_TO_RAS, Volume
 
 SHAPE = (24, 20, 16)

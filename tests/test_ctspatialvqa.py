@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from volprobe.cli import main
 from volprobe.errors import FormatError, VolprobeWarning
-from volprobe.probes.benchmarks.ctspatialvqa import CATEGORIES, load_ctspatialvqa
-from volprobe.probes.benchmarks.external import import_judged, import_predictions, write_records
-from volprobe.probes.items import read_items
-from volprobe.probes.records import read_records
+from volprobe.probes.datasets.ctspatialvqa import CATEGORIES, load_ctspatialvqa
+from volprobe.probes.datasets.external import import_judged, import_predictions, write_records
+from volprobe.items import read_items
+from volprobe.records import read_records
 
 FIXTURE = Path(__file__).parent / "data" / "benchmarks" / "ctspatialvqa"
 QA, CATS, PREDS, JUDGED = (FIXTURE / n for n in ("qa.jsonl", "categories.json", "predictions.jsonl", "judged.csv"))

@@ -13,12 +13,12 @@ from volprobe.cli import main
 from volprobe.controls import derive_seed
 from volprobe.controls.builtin import slice_permutation
 from volprobe.errors import VolprobeError
-from volprobe.probes.engine import run, select_items
-from volprobe.probes.items import write_items
+from volprobe.probes.run.engine import run, select_items
+from volprobe.items import write_items
 from volprobe.probes.models.base import hash_bytes, load_model
-from volprobe.probes.records import read_records
-from volprobe.probes.runstore import IncompleteRunError, Shard, merge_runs
-from volprobe.probes.volume_cache import VolumeCache
+from volprobe.records import read_records
+from volprobe.probes.run.store import IncompleteRunError, Shard, merge_runs
+from volprobe.probes.run.volume_cache import VolumeCache
 from volprobe.segmentation.volume import load_volume
 
 CONTROLS = ["full", "text_only", "blank", "shuffled_slices", "mirror_lr", "swapped_volume", "single_slice:evidence"]
@@ -174,7 +174,7 @@ def test_random_model_is_uniform_seeded_and_blind(tmp_path, items):
     again = {r.item_id: r.raw_output for r in read_records(tmp_path / "b" / "records.jsonl")}
     assert again == {r.item_id: r.raw_output for r in recs if r.control == "full"}
     # uniform: over many items each option is chosen about half the time
-    from volprobe.probes.items import Item
+    from volprobe.items import Item
 
     many = [Item(id=f"q{n}", question="?", answer="a", options=["a", "b"]) for n in range(2000)]
     texts = [g.text for g in model.generate([(None, it) for it in many])]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from volprobe.segmentation.masks import load_masks, read_label_names_from_header, totalsegmentator_class_map
-from volprobe.segmentation.phantom import (
+from volprobe.segmentation.phantoms.generate import (
     ORIENTATIONS, PhantomError, generate_phantoms, make_phantom, segment_phantom_by_threshold, write_phantom,
 )
 from volprobe.segmentation.volume import Volume, load_volume
@@ -340,7 +340,7 @@ def test_cli_phantom(tmp_path):
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
 @pytest.mark.parametrize("seed,situs", [(3, False), (8, True)])
 def test_relation_graph_agrees_with_the_known_layout(orientation, seed, situs):
-    from volprobe.segmentation.relations import build_relation_graph
+    from volprobe.segmentation.relations.graph import build_relation_graph
 
     ph = phantom(seed, orientation, situs)
     graph = build_relation_graph(ph.labels, ph.volume)

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from conftest import FIXTURE_CT, FIXTURE_SEG
 from test_questions_support import fixture_graph, phantom_graphs
 from volprobe.cli import main
-from volprobe.probes.items import Item, read_items
+from volprobe.items import Item, read_items
 from volprobe.probes.questions import leakage_check
 from volprobe.probes.questions.leakage import POOLED
 from volprobe.segmentation.masks import LabelMap
-from volprobe.segmentation.relations import build_relation_graph
+from volprobe.segmentation.relations.graph import build_relation_graph
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from volprobe.probes.questions.balance import judge_prior
 from volprobe.probes.questions.families import OPTION_COUNT
 from volprobe.probes.questions.templates import _PICK, _YES_NO, VALUE_QUESTIONS, render
 from volprobe.segmentation.names import side_of
-from volprobe.segmentation.relations import build_relation_graph
+from volprobe.segmentation.relations.graph import build_relation_graph
 from volprobe.segmentation.volume import PATIENT_AXES
 
 
@@ -60,7 +60,7 @@ def test_option_rotation_balances_each_cell_without_a_fixed_cycle():
     """A fixed cycle (0, 1, 0, 1, ...) can fall into step with a family's answers and give them away."""
     from volprobe.probes.questions.generate import _Builder
     from volprobe.probes.questions.families import FAMILY_BY_ID
-    from volprobe.segmentation.relation_stack import RelationStack
+    from volprobe.segmentation.relations.stack import RelationStack
 
     builder = _Builder(QuestionSettings(seed=5), RelationStack(phantom_graphs(2)), set())
     for fam_id in ("extreme.reach.si.two_option", "extreme.size.four_option"):

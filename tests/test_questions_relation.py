@@ -8,12 +8,12 @@ import pytest
 
 from conftest import FIXTURE_CT, FIXTURE_SEG
 from test_questions_support import fixture_graph, generate, phantom_graph, phantom_graphs
-from volprobe.probes.items import Item, read_items
+from volprobe.items import Item, read_items
 from volprobe.probes.questions import answer_from_graph, relation_outcome
 from volprobe.probes.questions.relation import COUNTERFACTUAL_AXES, mirrored_outcome, opposite_side
 from volprobe.segmentation.masks import load_masks
-from volprobe.segmentation.phantom import case_seed, generate_phantoms, make_phantom, segment_phantom_by_threshold
-from volprobe.segmentation.relations import build_relation_graph, relations_for_case
+from volprobe.segmentation.phantoms.generate import case_seed, generate_phantoms, make_phantom, segment_phantom_by_threshold
+from volprobe.segmentation.relations.graph import build_relation_graph, relations_for_case
 from volprobe.segmentation.volume import load_volume
 
 

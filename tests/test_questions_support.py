@@ -12,8 +12,8 @@ import numpy as np
 from conftest import FIXTURE_CT, FIXTURE_SEG
 from volprobe.probes.questions import QuestionSettings, case_from_graph, generate_questions
 from volprobe.segmentation.masks import LabelMap, load_masks
-from volprobe.segmentation.phantom import case_seed, make_phantom
-from volprobe.segmentation.relations import RelationGraph, build_relation_graph
+from volprobe.segmentation.phantoms.generate import case_seed, make_phantom
+from volprobe.segmentation.relations.graph import RelationGraph, build_relation_graph
 from volprobe.segmentation.volume import Volume, load_volume
 
 #: Organs whose relations the jittered phantoms vary (and a few fixed ones around them).

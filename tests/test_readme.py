@@ -135,7 +135,7 @@ def test_quickstart_runs_on_the_real_fixture(no_weights, tmp_path_factory):
 
 
 def test_benchmark_commands_run_on_invented_files(no_weights):
-    from volprobe.probes.benchmarks.synthetic import write_synthetic_3drad
+    from volprobe.probes.datasets.synthetic import write_synthetic_3drad
 
     write_synthetic_3drad("3D-RAD", 300, split="train", seed=1)
     write_synthetic_3drad("3D-RAD", 200, split="test", seed=2)
@@ -155,8 +155,8 @@ def test_benchmark_commands_run_on_invented_files(no_weights):
 
 
 def test_adapter_example_registers_and_runs(tmp_path):
-    from volprobe.probes.engine import run
-    from volprobe.probes.items import Item
+    from volprobe.probes.run.engine import run
+    from volprobe.items import Item
     from volprobe.probes.models.base import MODEL_REGISTRY, load_model
 
     (code,) = blocks(section("Adding a model or a control"), "python")

@@ -13,8 +13,8 @@ from test_questions_support import fixture_graph, phantom_graphs
 from volprobe.probes.questions import relation_outcome
 from volprobe.probes.questions.families import FAMILIES, unit_specs
 from volprobe.probes.questions.relation import stack_outcomes
-from volprobe.segmentation.relation_stack import RelationStack
-from volprobe.segmentation.relations import INDETERMINATE, RelationThresholds
+from volprobe.segmentation.relations.stack import RelationStack
+from volprobe.segmentation.relations.graph import INDETERMINATE, RelationThresholds
 
 NAMES = ["liver", "spleen", "kidney_left", "kidney_right", "aorta", "stomach", "gallbladder", "pancreas",
          "lung_upper_lobe_right", "lung_lower_lobe_left", "heart", "adrenal_gland_left", "vertebrae_L1",

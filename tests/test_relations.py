@@ -16,7 +16,7 @@ from volprobe.errors import FormatError, MaskError
 from volprobe.segmentation.anatomy import structure_stats
 from volprobe.segmentation.masks import LabelMap, load_masks, resample_labels_nearest
 from volprobe.segmentation.names import mirror_name
-from volprobe.segmentation.relations import (RelationGraph, RelationThresholds, build_relation_graph,
+from volprobe.segmentation.relations.graph import (RelationGraph, RelationThresholds, build_relation_graph,
                                              load_relation_graph)
 from volprobe.segmentation.volume import Volume, load_volume, save_nifti
 

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from runfixtures import ensure_scoring, make_items, write_cases
-from volprobe.probes.engine import run_from_files
-from volprobe.probes.items import write_items
+from volprobe.probes.run.engine import run_from_files
+from volprobe.items import write_items
 
 TESTS = Path(__file__).resolve().parent
 CONTROLS = ["full", "mirror_lr", "shuffled_slices", "single_slice:evidence"]

@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from volprobe.probes.benchmarks.aggregate import (class_balanced_accuracy, pooled_accuracy, subtask_mean_accuracy,
+from volprobe.probes.scoring.aggregate import (class_balanced_accuracy, pooled_accuracy, subtask_mean_accuracy,
                                                   summarise)
-from volprobe.probes.benchmarks.bertscore import bertscore
-from volprobe.probes.benchmarks.measurements import measurements_match, parse_measurement
-from volprobe.probes.benchmarks.spatial_terms import spatial_agreement, spatial_terms
-from volprobe.probes.items import Item
-from volprobe.probes.records import RunRecord
-from volprobe.probes.scoring import (bleu1, is_refusal, parse_choice, record_from_output, rouge1, score_output,
+from volprobe.probes.scoring.bertscore import bertscore
+from volprobe.probes.scoring.measurements import measurements_match, parse_measurement
+from volprobe.probes.scoring.spatial_terms import spatial_agreement, spatial_terms
+from volprobe.items import Item
+from volprobe.records import RunRecord
+from volprobe.probes.scoring.answers import (bleu1, is_refusal, parse_choice, record_from_output, rouge1, score_output,
                                      token_f1)
 
 YES_NO = Item(id="t4", question="Is bronchiectasis visible?", answer="No", answer_type="yes_no", options=["Yes", "No"],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from volprobe.errors import FormatError
-from volprobe.probes.records import RunRecord
+from volprobe.records import RunRecord
 from volprobe.stats import load
 from volprobe.stats.analysis import analyse
 from volprobe.stats.settings import ReportSettings

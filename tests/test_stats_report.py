@@ -171,7 +171,7 @@ def test_grouping_by_evidence_and_prior(runs):
 
 
 def test_judged_csv_records_go_through_model_vs_model_tests(tmp_path):
-    from volprobe.probes.benchmarks.external import import_judged, write_records
+    from volprobe.probes.datasets.external import import_judged, write_records
 
     rng = np.random.default_rng(0)
     n = 120

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from volprobe.cli import main
 from volprobe.errors import FormatError, VolprobeWarning
-from volprobe.probes.benchmarks.common import parse_ctrate_name, strip_volume_suffix
-from volprobe.probes.benchmarks.threedrad import find_label, load_3drad, parse_history, task_of_folder
-from volprobe.probes.items import read_items, write_items
+from volprobe.probes.datasets.common import parse_ctrate_name, strip_volume_suffix
+from volprobe.probes.datasets.threedrad import find_label, load_3drad, parse_history, task_of_folder
+from volprobe.items import read_items, write_items
 
 FIXTURE = Path(__file__).parent / "data" / "benchmarks" / "3drad"
 HEADER = "Task,Subtask,VolumeName,Question,Answer,QuestionType,AnswerChoice,Choice A,Choice B,Choice C,Choice D"

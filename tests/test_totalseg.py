@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from volprobe.cli import main as cli
 from volprobe.errors import VolprobeError, WeightsMissingError
-from volprobe.segmentation import totalseg
+from volprobe.segmentation.totalseg import runner as totalseg
 from volprobe.segmentation.masks import load_masks
-from volprobe.segmentation.totalseg import (
-    SegmentSettings, cache_key, locate_weights, network_blocked, required_weights, run_totalsegmentator,
-    totalsegmentator_offline, unique_output_names, write_private_config,
+from volprobe.segmentation.totalseg.child import network_blocked, totalsegmentator_offline, write_private_config
+from volprobe.segmentation.totalseg.runner import (
+    SegmentSettings, cache_key, locate_weights, required_weights, run_totalsegmentator, unique_output_names,
 )
 from volprobe.segmentation.volume import Volume, load_volume, save_nifti
 
@@ -205,7 +205,7 @@ def test_unique_output_names(tmp_path):
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
-    from volprobe.segmentation.totalseg_standin import write_standin_weights
+    from volprobe.segmentation.totalseg.standin import write_standin_weights
 
     root = tmp_path_factory.mktemp("weights")
     write_standin_weights(root, [(200.0, 1e9, "vertebrae_L1"), (-50.0, 200.0, "liver")])
@@ -294,7 +294,7 @@ def test_probe_segment_cli_reports_missing_weights(tmp_path):
 
 @pytest.mark.slow
 def test_failing_totalsegmentator_run_is_reported_and_not_cached(tmp_path, count_runs, totalseg_fixture):
-    from volprobe.segmentation.totalseg_standin import write_standin_weights
+    from volprobe.segmentation.totalseg.standin import write_standin_weights
 
     model = write_standin_weights(tmp_path / "broken")
     plans = json.loads((model / "plans.json").read_text())

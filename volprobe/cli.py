@@ -80,7 +80,7 @@ def phantom_cmd(out_dir, n, seed, shape, spacing, orientation, variation, situs_
       probe phantom --out phantoms/ --n 16 --seed 0 --orientation mixed
       probe relations phantoms/phantom_s0_000.nii.gz --masks phantoms/phantom_s0_000_seg.nii.gz --out rel.json
     """
-    from volprobe.segmentation.phantom import DEFAULT_SHAPE, DEFAULT_SPACING, generate_phantoms
+    from volprobe.segmentation.phantoms.generate import DEFAULT_SHAPE, DEFAULT_SPACING, generate_phantoms
 
     cases = generate_phantoms(out_dir, n, seed, shape=shape or DEFAULT_SHAPE, spacing=spacing or DEFAULT_SPACING,
                               orientation=orientation, variation=variation, situs_inversus=situs_inversus,
@@ -114,7 +114,7 @@ def segment_cmd(cts, out_dir, fast, device, roi_subset, weights_dir, cache_dir, 
       probe segment ct1.nii.gz ct2.nii.gz --out masks/ --fast
       probe relations ct1.nii.gz --masks masks/ct1.nii.gz --out rel.json
     """
-    from volprobe.segmentation.totalseg import segment_many
+    from volprobe.segmentation.totalseg.runner import segment_many
 
     results = segment_many(list(cts), out_dir, fast=fast, device=device, roi_subset=roi_subset or None,
                            weights_dir=weights_dir, cache_dir=cache_dir, series=series, timeout_s=timeout_s)
@@ -154,7 +154,7 @@ def relations_cmd(ct, masks, out, resample_masks, centroid_margin, extent_margin
     Example:
       probe relations ct.nii.gz --masks masks/ct.nii.gz --out ct_relations.json
     """
-    from volprobe.segmentation.relations import RelationThresholds, relations_for_case, summarize
+    from volprobe.segmentation.relations.graph import RelationThresholds, relations_for_case, summarize
 
     thresholds = RelationThresholds(centroid_margin_mm=centroid_margin, extent_margin_mm=extent_margin,
                                     contact_tolerance_mm=contact_tolerance)
@@ -271,7 +271,7 @@ class _quiet_volprobe_warnings:
 
 def _write_items_with_manifest(result, out: str, command: str, inputs: list, parameters: dict) -> None:
     from volprobe.manifest import write_manifest
-    from volprobe.probes.items import write_items
+    from volprobe.items import write_items
 
     n = write_items(result.items, out)
     write_manifest(out, command, inputs=inputs, parameters=parameters,
@@ -308,7 +308,7 @@ def import_3drad_cmd(path, split, volumes, out) -> None:
     (Anomaly Detection = T1, Image Observation = T2). A missing task folder is a warning;
     a malformed row is an error naming its file and line.
     """
-    from volprobe.probes.benchmarks.threedrad import load_3drad
+    from volprobe.probes.datasets.threedrad import load_3drad
 
     with _quiet_volprobe_warnings():
         result = load_3drad(path, split=split, volumes=volumes)
@@ -329,7 +329,7 @@ def import_ctspatialvqa_cmd(path, categories, volumes, out) -> None:
     Scored by normalised match, token F1, BLEU-1/ROUGE-1 and spatial-term agreement
     (left/right/bilateral, superior/inferior, anterior/posterior, medial/lateral/central).
     """
-    from volprobe.probes.benchmarks.ctspatialvqa import load_ctspatialvqa
+    from volprobe.probes.datasets.ctspatialvqa import load_ctspatialvqa
 
     with _quiet_volprobe_warnings():
         result = load_ctspatialvqa(path, categories=categories, volumes=volumes)
@@ -340,8 +340,8 @@ def import_ctspatialvqa_cmd(path, categories, volumes, out) -> None:
 
 def _write_records_with_manifest(result, out: str, command: str, inputs: list, parameters: dict) -> None:
     from volprobe.manifest import write_manifest
-    from volprobe.probes.benchmarks.aggregate import summarise
-    from volprobe.probes.benchmarks.external import write_records
+    from volprobe.probes.scoring.aggregate import summarise
+    from volprobe.probes.datasets.external import write_records
 
     n = write_records(result.records, out)
     write_manifest(out, command, inputs=inputs, parameters=parameters, extra={"warnings": result.warnings})
@@ -362,8 +362,8 @@ def import_predictions_cmd(path, items_path, model, out) -> None:
 
     Rows are matched to items by item_id/id, question_id, or case (case_id/image_path) and question text.
     """
-    from volprobe.probes.benchmarks.external import import_predictions
-    from volprobe.probes.items import read_items
+    from volprobe.probes.datasets.external import import_predictions
+    from volprobe.items import read_items
 
     with _quiet_volprobe_warnings():
         result = import_predictions(path, read_items(items_path), model)
@@ -381,8 +381,8 @@ def import_predictions_cmd(path, items_path, model, out) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Records file to write (JSON Lines).")
 def import_judged_cmd(path, items_path, threshold, models, out) -> None:
     """A judged-correctness CSV (question_id + one column per model) -> run records, one model per column."""
-    from volprobe.probes.benchmarks.external import import_judged
-    from volprobe.probes.items import read_items
+    from volprobe.probes.datasets.external import import_judged
+    from volprobe.items import read_items
 
     items = read_items(items_path) if items_path else None
     with _quiet_volprobe_warnings():
@@ -418,7 +418,7 @@ def baseline_fit_cmd(items_path, kind, min_count, seed, out) -> None:
     """Fit a blind baseline on training items and save it (a small JSON file)."""
     from volprobe.manifest import write_manifest
     from volprobe.probes.baselines import fit_baseline, save_baseline
-    from volprobe.probes.items import read_items
+    from volprobe.items import read_items
 
     baseline = fit_baseline(read_items(items_path), kind, seed=seed, min_count=min_count)
     save_baseline(baseline, out)
@@ -436,7 +436,7 @@ def baseline_fit_cmd(items_path, kind, min_count, seed, out) -> None:
 def baseline_eval_cmd(baseline_path, items_path, out) -> None:
     """Answer items with a fitted baseline (no model, no volume) and write scored run records."""
     from volprobe.probes.baselines import evaluate_baseline, load_baseline
-    from volprobe.probes.items import read_items
+    from volprobe.items import read_items
 
     result = evaluate_baseline(load_baseline(baseline_path), read_items(items_path), f"prior:{baseline_path}")
     _write_records_with_manifest(result, out, f"probe baseline eval --baseline {baseline_path}",
@@ -460,14 +460,14 @@ def score_cmd(records, bertscore_model, out) -> None:
     from dataclasses import asdict
 
     from volprobe.manifest import write_manifest
-    from volprobe.probes.benchmarks.aggregate import summarise
-    from volprobe.probes.records import read_records
+    from volprobe.probes.scoring.aggregate import summarise
+    from volprobe.records import read_records
 
     recs = [r for path in records for r in read_records(path)]
     summaries = summarise(recs)
     note = None
     if bertscore_model:
-        from volprobe.probes.benchmarks.bertscore import add_bertscore
+        from volprobe.probes.scoring.bertscore import add_bertscore
 
         note = add_bertscore(summaries, recs, bertscore_model)
         click.echo(note, err=True)
@@ -543,7 +543,7 @@ def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size
           --out runs/m3d --device cuda --dtype bf16 --batch-size 8 --shard 0/4
       probe merge runs/m3d --out runs/m3d-all
     """
-    from volprobe.probes.engine import run_from_files
+    from volprobe.probes.run.engine import run_from_files
 
     summary = run_from_files(model_spec, items_path, list(controls), out_dir, device=device, dtype=dtype,
                              single_slice=single_slice, model_options=_parse_model_options(model_options),
@@ -566,7 +566,7 @@ def merge_cmd(run_dirs, out_dir) -> None:
     Example:
       probe merge runs/m3d-shard0 runs/m3d-shard1 --out runs/m3d
     """
-    from volprobe.probes.runstore import merge_runs
+    from volprobe.probes.run.store import merge_runs
 
     click.echo(str(merge_runs(run_dirs, out_dir)))
 

@@ -3,7 +3,7 @@
 Steps (each writes into ``out``; a rerun with the same settings reuses finished steps):
 
 1. ``phantoms/``: 2 × ``n_cases`` synthetic torso CTs with TotalSegmentator-named masks, orientations
-   cycling RAS, LPS, LAS and oblique (:func:`~volprobe.segmentation.phantom.generate_phantoms`);
+   cycling RAS, LPS, LAS and oblique (:func:`~volprobe.segmentation.phantoms.generate.generate_phantoms`);
 2. ``relations/``: one relation graph per case, from its masks (patient frame, mm);
 3. ``items/``: one spatial question set over all cases, split by case into ``train.jsonl`` (to fit
    the blind prior) and ``test.jsonl`` (the ``n_cases`` evaluation cases);
@@ -70,12 +70,12 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
     from volprobe.errors import VolprobeError
     from volprobe.manifest import write_manifest
     from volprobe.probes.baselines import fit_baseline, save_baseline
-    from volprobe.probes.engine import run
-    from volprobe.probes.items import read_items, write_items
+    from volprobe.probes.run.engine import run
+    from volprobe.items import read_items, write_items
     from volprobe.probes.models.base import load_model
     from volprobe.probes.questions import QuestionSettings, generate_questions, load_cases, write_question_set
-    from volprobe.segmentation.phantom import generate_phantoms
-    from volprobe.segmentation.relations import relations_for_case
+    from volprobe.segmentation.phantoms.generate import generate_phantoms
+    from volprobe.segmentation.relations.graph import relations_for_case
     from volprobe.stats import ReportSettings, make_report
 
     if int(n_cases) < 2:

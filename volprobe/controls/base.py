@@ -29,7 +29,7 @@ Adding a control takes a few lines::
             return self.output(item, volume.with_array(noisy), seed=seed)
 
 after which ``probe run --control noise`` works (import the module first, e.g. from a plugin
-package, or register before calling :func:`volprobe.probes.engine.run`).
+package, or register before calling :func:`volprobe.probes.run.engine.run`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
 from volprobe.errors import FormatError, VolprobeError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.segmentation.volume import Volume
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from volprobe.controls.base import (Control, ControlContext, ControlError, ControlledInput, ExcludedItem, case_key,
                                     patient_of, register_control)
 from volprobe.errors import FormatError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.segmentation.volume import POSITIVE_SIDE, Volume
 
 AIR_HU = -1000

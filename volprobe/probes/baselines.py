@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from volprobe.errors import FormatError, VolprobeError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 
 if TYPE_CHECKING:
-    from volprobe.probes.benchmarks.common import RecordsImport
+    from volprobe.probes.datasets.common import RecordsImport
 
 BASELINE_FORMAT_VERSION = 1
 DEFAULT_MIN_COUNT = 5
@@ -381,9 +381,9 @@ def load_baseline(path: str | Path) -> Baseline:
 
 def evaluate_baseline(baseline: Baseline, items: Sequence[Item], model: str = "prior") -> "RecordsImport":
     """Answer ``items`` with ``baseline`` and score them: one ``full``-control record per item."""
-    from volprobe.probes.benchmarks.common import RecordsImport
+    from volprobe.probes.datasets.common import RecordsImport
     from volprobe.probes.models.prior import format_answer
-    from volprobe.probes.scoring import record_from_output
+    from volprobe.probes.scoring.answers import record_from_output
 
     answers = baseline.predict_many(items)
     records = [record_from_output(it, model, format_answer(it, a), seed=baseline.seed,

@@ -8,7 +8,7 @@ Everything comes from a few vectorised passes over the label array:
 * **boundary voxels** — labelled voxels with a 6-neighbour of another label (or the scan edge).
   Extremes of any linear function (such as a patient coordinate) over a structure are attained
   on its boundary, so extents along patient axes are exact for any affine, oblique included;
-  boundary points also feed the surface distances in :mod:`volprobe.segmentation.relations`.
+  boundary points also feed the surface distances in :mod:`volprobe.segmentation.relations.graph`.
 
 Extents are voxel *centres* in mm (a structure one voxel thick has zero extent).
 """

@@ -6,7 +6,7 @@ those fields, the required fields and the format version on every record, and th
 :class:`RunRecord` contract (no unknown fields) on the first record of each file; fields unknown to
 the contract further down a file are not read and not reported. Whenever a check fails, the file
 is read again line by line with the full contract on every record, so the error names file and line.
-A torn last line (a writer killed mid-line) is skipped, as :mod:`volprobe.probes.records` does.
+A torn last line (a writer killed mid-line) is skipped, as :mod:`volprobe.records` does.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from volprobe.errors import FormatError
-from volprobe.probes.records import RECORD_FORMAT_VERSION, RunRecord
-from volprobe.jsonlines import parse_json_object
+from volprobe.records import RECORD_FORMAT_VERSION, RunRecord
+from volprobe.jsonio import parse_json_object
 
 #: The record fields the statistics read (see RunRecord); everything else is skipped.
 STRING_FIELDS = ("item_id", "model", "control", "gold", "case", "patient", "task", "subtask", "category",

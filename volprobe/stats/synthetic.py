@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from volprobe.probes.records import RECORD_FORMAT_VERSION
+from volprobe.records import RECORD_FORMAT_VERSION
 
 DEFAULT_CONTROLS = ("full", "text_only", "blank", "single_slice", "shuffled_slices", "mirror_lr", "flip_si")
 ALL_CONTROLS = ("full", "text_only", "blank", "single_slice", "shuffled_slices", "swapped_volume", "mirror_lr",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from volprobe.errors import VolprobeError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 
 
 @dataclass

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Sequence
 
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models.base import Generation, Prepared, hash_bytes, register_model
 from volprobe.probes.models.vlm_common import VLMAdapter, ensure_pad_token, no_image_input, positive_int, run_groups
 from volprobe.probes.models.weights import resolve_weights

@@ -32,7 +32,7 @@ import string
 from typing import Any, Sequence
 
 from volprobe.errors import VolprobeError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models.base import Generation, Prepared, register_model
 from volprobe.probes.models.vlm_common import (VLMAdapter, choice, ensure_pad_token, no_image_input, run_groups,
                                                tensor_hash)

@@ -11,7 +11,7 @@ not a spatial item) it guesses uniformly among the options, seeded by (run seed,
 Segmenters:
 
 * ``--model oracle`` — HU thresholding with the phantom codebook
-  (:func:`~volprobe.segmentation.phantom_segment.segment_phantom_by_threshold`): for volprobe's
+  (:func:`~volprobe.segmentation.phantoms.segment.segment_phantom_by_threshold`): for volprobe's
   synthetic phantoms.
 * ``--model oracle:WEIGHTS_DIR`` — TotalSegmentator (fast 3 mm model) with weights from
   ``WEIGHTS_DIR`` (a folder holding the ``Dataset*`` folders): for real CTs.
@@ -25,7 +25,7 @@ import tempfile
 from typing import Any, Sequence
 
 from volprobe.errors import MaskError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash_bytes, register_model
 
 
@@ -55,7 +55,7 @@ class OracleModel(ModelAdapter):
 
     def load(self) -> None:
         if self.path:  # fail now, not after hours, when TotalSegmentator weights are missing
-            from volprobe.segmentation.totalseg import locate_weights, required_weights
+            from volprobe.segmentation.totalseg.runner import locate_weights, required_weights
 
             locate_weights(required_weights(fast=True), self.path)
 
@@ -63,11 +63,11 @@ class OracleModel(ModelAdapter):
     def segment(self, volume):
         """LabelMap of ``volume`` from the chosen segmenter."""
         if not self.path:
-            from volprobe.segmentation.phantom_segment import segment_phantom_by_threshold
+            from volprobe.segmentation.phantoms.segment import segment_phantom_by_threshold
 
             return segment_phantom_by_threshold(volume)
         from volprobe.segmentation.masks import load_masks
-        from volprobe.segmentation.totalseg import run_totalsegmentator
+        from volprobe.segmentation.totalseg.runner import run_totalsegmentator
 
         with tempfile.TemporaryDirectory(prefix="volprobe-oracle-") as tmp:
             out = run_totalsegmentator(volume, tmp, fast=True, device=self.device, weights_dir=self.path)
@@ -76,7 +76,7 @@ class OracleModel(ModelAdapter):
     def prepare(self, volume) -> Prepared:
         if volume is None:
             return Prepared(data=None, input_hash=hash_bytes("oracle: no image"), no_image=True)
-        from volprobe.segmentation.relations import build_relation_graph
+        from volprobe.segmentation.relations.graph import build_relation_graph
 
         info: dict[str, Any] = {"segmenter": self.segmenter, "shape": list(volume.shape)}
         try:

@@ -2,7 +2,7 @@
 
 The baseline file comes from ``probe baseline fit`` (see :mod:`volprobe.probes.baselines`). The adapter
 never reads the volume (``uses_image = False``); closed items are answered ``"B. No"`` (letter and
-option text, which :func:`volprobe.probes.scoring.score_output` parses), open items with the text.
+option text, which :func:`volprobe.probes.scoring.answers.score_output` parses), open items with the text.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Sequence
 from volprobe.errors import VolprobeError
 from volprobe.manifest import sha256_file
 from volprobe.probes.baselines import Baseline, load_baseline
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash_bytes, register_model
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from volprobe.errors import VolprobeError, WeightsMissingError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models.base import Generation, Prepared, register_model
 from volprobe.probes.models.m3d import parse_window
 from volprobe.probes.models.vlm_common import (VLMAdapter, choice, no_image_input, positive_int, run_groups,

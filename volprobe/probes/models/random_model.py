@@ -14,7 +14,7 @@ import string
 from typing import Any, Sequence
 
 from volprobe.controls.base import derive_seed
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash_bytes, register_model
 
 OPEN_ANSWER = ""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from volprobe.errors import FormatError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 
 DEFAULT_PRIOR_MIN_CASES = 10
 DEFAULT_PRIOR_THRESHOLD = 0.9

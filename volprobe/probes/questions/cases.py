@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from volprobe.errors import FormatError
-from volprobe.segmentation.relations import RELATIONS_FORMAT, RelationGraph, load_relation_graph
+from volprobe.segmentation.relations.graph import RELATIONS_FORMAT, RelationGraph, load_relation_graph
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -103,7 +103,7 @@ def _case_from_relations(path: Path) -> QuestionCase:
 
 def _case_from_ct(ct: Path, masks: Path) -> QuestionCase:
     from volprobe.segmentation.masks import load_masks
-    from volprobe.segmentation.relations import build_relation_graph
+    from volprobe.segmentation.relations.graph import build_relation_graph
     from volprobe.segmentation.volume import load_volume
 
     volume = load_volume(ct)

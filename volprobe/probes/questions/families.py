@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from volprobe.segmentation.names import side_of, unsided
-from volprobe.segmentation.relations import RelationGraph
+from volprobe.segmentation.relations.graph import RelationGraph
 from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
 
 CATEGORIES = ("laterality", "longitudinal", "anterior_posterior", "medial_lateral", "adjacency", "extent", "size")

@@ -16,7 +16,7 @@ case whose laterality audit failed gets no laterality item and no item naming a 
 (with a warning).
 
 Speed: few relations recur across many cases, so each relation is evaluated once for every case of the
-run on a :class:`~volprobe.segmentation.relation_stack.RelationStack`
+run on a :class:`~volprobe.segmentation.relations.stack.RelationStack`
 (:func:`~volprobe.probes.questions.relation.stack_outcomes`, equal to the per-graph evaluation; tested),
 and units, texts and counterfactual outcomes are built once per run.
 
@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from volprobe.errors import VolprobeError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_PRIOR_THRESHOLD,
                                                FAMILY_BALANCE_RULE, PRIOR_RULE, balance_table, counts_table,
                                                judge_prior)
@@ -49,7 +49,7 @@ from volprobe.probes.questions.relation import (COUNTERFACTUAL_AXES, MirroredSpe
                                                 opposite_side, option_for, outcome_labels, stack_outcomes)
 from volprobe.probes.questions.templates import open_answer, render, template_family
 from volprobe.segmentation.names import side_of
-from volprobe.segmentation.relation_stack import RelationStack
+from volprobe.segmentation.relations.stack import RelationStack
 from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE
 
 GENERATOR_VERSION = "volprobe.questions/2"

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from volprobe.probes.items import write_items
+from volprobe.items import write_items
 from volprobe.probes.questions.generate import QuestionSet
 
 

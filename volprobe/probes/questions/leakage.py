@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from volprobe.probes.items import Item
+from volprobe.items import Item
 
 TARGET_POINTS = 2.0
 #: Non-prior-fixed families whose most common answer's share exceeds chance (1/k) by at most this are

@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.segmentation.names import mirror_name
-from volprobe.segmentation.relation_stack import RelationStack, StackRelation
-from volprobe.segmentation.relations import INDETERMINATE, RelationGraph
+from volprobe.segmentation.relations.stack import RelationStack, StackRelation
+from volprobe.segmentation.relations.graph import INDETERMINATE, RelationGraph
 from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
 
 YES, NO = "yes", "no"

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from volprobe.segmentation.phantom_shapes import (
+from volprobe.segmentation.phantoms.shapes import (
     Box, Difference, Ellipsoid, EllipticCylinder, HalfSpace, Intersection, MirroredX, Shape, Tube, Union,
 )
 

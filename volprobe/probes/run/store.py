@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 
 from volprobe.errors import FormatError, VolprobeError
 from volprobe.manifest import json_default
-from volprobe.probes.records import iter_record_dicts
+from volprobe.records import iter_record_dicts
 
 Key = tuple[str, str, str]  # (model, control, item_id), as RunRecord.key
 

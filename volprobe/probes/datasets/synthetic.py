@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from volprobe.probes.benchmarks.threedrad import CTRATE_LABELS
+from volprobe.probes.datasets.threedrad import CTRATE_LABELS
 
 HEADER = ["Task", "Subtask", "VolumeName", "Question", "Answer", "QuestionType", "AnswerChoice",
           "Choice A", "Choice B", "Choice C", "Choice D"]

@@ -1,4 +1,4 @@
-"""3D-RAD (NeurIPS 2025, CT-RATE chest CTs): all six tasks as :class:`~volprobe.probes.items.Item`.
+"""3D-RAD (NeurIPS 2025, CT-RATE chest CTs): all six tasks as :class:`~volprobe.items.Item`.
 
 Layout (``shared/docs/benchmark-formats.md``): ``3DRAD/<split>/Task<N>_<Name>/<subtask>.csv``, every CSV
 with the header ``Task,Subtask,VolumeName,Question,Answer,QuestionType,AnswerChoice,Choice A..D``.
@@ -31,11 +31,11 @@ import re
 from pathlib import Path
 
 from volprobe.errors import FormatError
-from volprobe.probes.benchmarks.common import (PLACEHOLDERS, ImportResult, header_key, iter_csv_rows,
+from volprobe.probes.datasets.common import (PLACEHOLDERS, ImportResult, header_key, iter_csv_rows,
                                                missing_volumes_message, parse_ctrate_name, resolve_volumes,
                                                strip_volume_suffix)
-from volprobe.probes.items import Item
-from volprobe.probes.scoring import parse_choice
+from volprobe.items import Item
+from volprobe.probes.scoring.answers import parse_choice
 
 #: Paper task number → (name, word that identifies its folder, answer type).
 TASKS: dict[int, tuple[str, str, str]] = {

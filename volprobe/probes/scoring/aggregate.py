@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Sequence
 
-from volprobe.probes.records import RunRecord
+from volprobe.records import RunRecord
 
 
 def pooled_accuracy(correct: Sequence[bool]) -> float:

@@ -31,11 +31,11 @@ from typing import Any, Callable, Iterator, Sequence
 from volprobe.controls.base import (Control, ControlContext, ControlledInput, ExcludedItem, case_key, get_control,
                                     patient_of)
 from volprobe.errors import VolprobeError
-from volprobe.probes.items import Item
+from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash_bytes
-from volprobe.probes.records import RunRecord
-from volprobe.probes.volume_cache import VolumeCache
-from volprobe.probes.runstore import (JsonlAppender, RunFiles, RunLock, Shard, assign_shards, read_json, read_keys,
+from volprobe.records import RunRecord
+from volprobe.probes.run.volume_cache import VolumeCache
+from volprobe.probes.run.store import (JsonlAppender, RunFiles, RunLock, Shard, assign_shards, read_json, read_keys,
                                       write_json_atomic)
 
 BLIND_KEY = "<blind model: no image>"
@@ -250,7 +250,7 @@ def _close_run(files: RunFiles, manifest: dict[str, Any], summary: RunSummary, e
 
 
 def _exclusion_counts(path: Path) -> dict[str, dict[str, int]]:
-    from volprobe.probes.records import iter_record_dicts
+    from volprobe.records import iter_record_dicts
 
     counts: dict[str, dict[str, int]] = {}
     if path.exists():
@@ -484,7 +484,7 @@ def run_from_files(model_spec: str, items_path: str | Path, control_specs: Seque
                    model_options: dict[str, Any] | None = None, label: str | None = None,
                    loader: Callable[..., ModelAdapter] | None = None, **kwargs: Any) -> RunSummary:
     """``probe run``: read the items, build the model and controls, :func:`run`."""
-    from volprobe.probes.items import read_items
+    from volprobe.items import read_items
     from volprobe.probes.models.base import load_model
 
     items = read_items(items_path)

@@ -2,7 +2,7 @@
 
 :func:`segment_phantom_by_threshold` looks at nothing but the voxel intensities and the
 affine of a :class:`~volprobe.segmentation.volume.Volume`: each voxel goes to the nearest HU
-band of the phantom codebook (:data:`~volprobe.segmentation.phantom_anatomy.CODEBOOK`),
+band of the phantom codebook (:data:`~volprobe.segmentation.phantoms.anatomy.CODEBOOK`),
 specks are dropped, and paired structures (kidneys, lungs, ribs, back and psoas muscles)
 are named by the side of the body midline *seen in the image* (the spinal cord's mean RAS
 x, else the spine's, else the body's), ``_left`` being smaller x. So under a volume whose
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from volprobe.segmentation.masks import LabelMap, totalsegmentator_class_map
-from volprobe.segmentation.phantom_anatomy import CODEBOOK, TISSUE_CODE, TISSUE_HU
+from volprobe.segmentation.phantoms.anatomy import CODEBOOK, TISSUE_CODE, TISSUE_HU
 from volprobe.segmentation.volume import Volume
 
 VERTEBRAE_GROUP = "vertebrae"

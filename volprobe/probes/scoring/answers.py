@@ -31,11 +31,11 @@ scores ``exact`` (normalised match), ``token_f1``, ``bleu1`` (sacrebleu sentence
 lower-cased, 13a tokens, brevity penalty) and ``rouge1`` (rouge-score ROUGE-1 F, no stemming), all in
 [0, 1] (×100 for the paper's scale). ``correct`` = exact match or ``token_f1 ≥`` :data:`OPEN_F1_THRESHOLD`.
 Items with ``metadata['scoring'] == 'spatial_terms'`` (CT-SpatialVQA) add ``spatial_agree`` (see
-:mod:`volprobe.probes.benchmarks.spatial_terms`) and use it as ``correct`` when the gold names a
+:mod:`volprobe.probes.scoring.spatial_terms`) and use it as ``correct`` when the gold names a
 spatial term.
 
 **Numeric items** (3D-RAD Task 3): the measurement is read in mm
-(:mod:`volprobe.probes.benchmarks.measurements`); ``correct`` when every dimension is within
+(:mod:`volprobe.probes.scoring.measurements`); ``correct`` when every dimension is within
 max(10%, 1 mm); ``parsed`` is the canonical ``30x13 mm``; the open-text scores are added for comparison
 with the paper, plus ``abs_error_mm`` and ``rel_error`` when the dimension counts agree. An output with
 no number is unparseable. A gold answer with no number falls back to the open rule.
@@ -49,10 +49,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from volprobe.probes.benchmarks.measurements import measurement_errors, measurements_match, parse_measurement
-from volprobe.probes.benchmarks.spatial_terms import spatial_agreement
-from volprobe.probes.items import Item
-from volprobe.probes.records import RunRecord
+from volprobe.probes.scoring.measurements import measurement_errors, measurements_match, parse_measurement
+from volprobe.probes.scoring.spatial_terms import spatial_agreement
+from volprobe.items import Item
+from volprobe.records import RunRecord
 
 #: Token F1 at or above which an open answer counts as correct (SQuAD-style partial match).
 OPEN_F1_THRESHOLD = 0.5

@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from volprobe.segmentation.relations import RelationGraph
+from volprobe.segmentation.relations.graph import RelationGraph
 from volprobe.segmentation.volume import PATIENT_AXES, POSITIVE_SIDE, NEGATIVE_SIDE
 
 

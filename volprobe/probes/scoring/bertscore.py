@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from volprobe.probes.benchmarks.aggregate import TaskSummary
-from volprobe.probes.records import RunRecord
+from volprobe.probes.scoring.aggregate import TaskSummary
+from volprobe.records import RunRecord
 
 DEFAULT_MODEL = "roberta-large"
 _MAX_TOKENS = 512

@@ -1,6 +1,6 @@
 """Synthetic torso CT phantoms with TotalSegmentator-named masks: volprobe's embedded default data.
 
-The anatomy (:mod:`volprobe.segmentation.phantom_anatomy`) is defined analytically in patient
+The anatomy (:mod:`volprobe.segmentation.phantoms.anatomy`) is defined analytically in patient
 RAS+ mm and sampled at voxel centres through an affine, so the same anatomy comes out in any
 array layout: ``RAS``, ``LPS``, ``LAS`` or ``oblique`` (RAS axes rotated by a few degrees).
 ``shape`` and ``spacing`` are given per array axis (i, j, k), which run roughly along the
@@ -26,11 +26,11 @@ import numpy as np
 
 from volprobe.errors import VolprobeError
 from volprobe.segmentation.masks import LabelMap, totalsegmentator_class_map
-from volprobe.segmentation.phantom_anatomy import (
+from volprobe.segmentation.phantoms.anatomy import (
     CODEBOOK, CUT_BY_DESIGN, TISSUE_CODE, TISSUE_HU, Part, design_torso,
 )
-from volprobe.segmentation.phantom_shapes import core_ellipsoid
-from volprobe.segmentation.phantom_segment import segment_phantom_by_threshold, touches_border
+from volprobe.segmentation.phantoms.shapes import core_ellipsoid
+from volprobe.segmentation.phantoms.segment import segment_phantom_by_threshold, touches_border
 from volprobe.segmentation.volume import Volume, save_nifti
 
 ORIENTATIONS = ("RAS", "LPS", "LAS", "oblique")
@@ -79,7 +79,7 @@ class PhantomParams:
 class StructureLayout:
     """What the generator knows about one structure (patient RAS+ mm).
 
-    ``kind`` is the solid it was made from (see :class:`~volprobe.segmentation.phantom_anatomy.Part`).
+    ``kind`` is the solid it was made from (see :class:`~volprobe.segmentation.phantoms.anatomy.Part`).
     ``centre_mm`` is the analytic reference point: an ellipsoid's centre (for a ``lung_lobe``,
     the centre of its whole lung), a tube's mid-length point, a box's centre. ``semi_axes_mm``:
     the semi-axes of the ellipsoid it is cut from (None otherwise). ``bbox_mm``: the analytic
@@ -212,7 +212,7 @@ def make_phantom(seed: int = 0, *, shape: Iterable[int] = DEFAULT_SHAPE, spacing
         shape, spacing: voxels and mm per array axis (i, j, k).
         orientation: ``RAS``, ``LPS``, ``LAS`` or ``oblique`` (array layout only, not anatomy).
         variation: 0 = canonical anatomy; 1 = sizes/positions jittered and the varying
-            relations are fair coins (see :func:`~volprobe.segmentation.phantom_anatomy.design_torso`).
+            relations are fair coins (see :func:`~volprobe.segmentation.phantoms.anatomy.design_torso`).
         situs_inversus: mirror the organs left↔right; ``*_left`` structures stay on the patient's left.
         noise_hu: SD of the Gaussian noise added to the HU values.
         patient: patient id stored on the Volume.

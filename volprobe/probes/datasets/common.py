@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from volprobe.errors import FormatError, VolprobeWarning
-from volprobe.probes.items import Item
-from volprobe.probes.records import RunRecord
+from volprobe.items import Item
+from volprobe.records import RunRecord
 
 #: File endings of volumes that can be matched by name (longest first, so ``.nii.gz`` beats ``.gz``).
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy", ".nrrd", ".mha", ".mhd")

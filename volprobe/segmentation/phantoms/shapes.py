@@ -3,7 +3,7 @@
 Each shape answers two questions: which points (N×3, RAS+ mm) lie inside it
 (:meth:`contains`), and a bounding box ``(lo, hi)`` in RAS+ mm that holds all of them
 (:meth:`bounds`; unbounded directions use ±``FAR``). Shapes know nothing of voxel
-grids; :func:`volprobe.segmentation.phantom.make_phantom` samples them through an affine.
+grids; :func:`volprobe.segmentation.phantoms.generate.make_phantom` samples them through an affine.
 """
 
 from __future__ import annotations

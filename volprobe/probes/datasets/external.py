@@ -2,14 +2,14 @@
 
 - :func:`import_predictions`: JSON Lines with a ``prediction`` per QA pair (CT-SpatialVQA style:
   ``image_path``, ``question``, ``prediction``, ``answer``; or any items file's ``item_id``/``id`` or
-  ``question_id``), scored here with :func:`~volprobe.probes.scoring.score_output`.
+  ``question_id``), scored here with :func:`~volprobe.probes.scoring.answers.score_output`.
 - :func:`import_judged`: a CSV with a ``question_id`` column (``<case_id>::<index>``) and one column per
   model holding the fraction of judges who accepted its answer (0, 0.33, 0.66, 1). An answer is
   **correct when the fraction is ≥ 0.5** (a majority of judges; change with ``threshold``); the fraction
   is kept as ``scores['judge_fraction']``. Columns whose values are not all numbers (notes) are skipped
   with a warning; empty cells mean "not judged" and give no record.
 
-Both give :class:`~volprobe.probes.records.RunRecord` objects with ``model`` = the given name or the
+Both give :class:`~volprobe.records.RunRecord` objects with ``model`` = the given name or the
 column name and ``control='full'``; :func:`write_records` saves them as JSON Lines for ``volprobe.stats``.
 """
 
@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from volprobe.errors import FormatError
-from volprobe.probes.benchmarks.common import (RecordsImport, first_few, iter_csv_rows, iter_json_lines,
+from volprobe.probes.datasets.common import (RecordsImport, first_few, iter_csv_rows, iter_json_lines,
                                                parse_ctrate_name, strip_volume_suffix)
-from volprobe.probes.benchmarks.ctspatialvqa import TASK as CTSPATIAL_TASK
-from volprobe.probes.benchmarks.ctspatialvqa import question_key
-from volprobe.probes.items import Item
-from volprobe.probes.records import RunRecord
-from volprobe.probes.scoring import Scored, normalize_answer, record_from_output
+from volprobe.probes.datasets.ctspatialvqa import TASK as CTSPATIAL_TASK
+from volprobe.probes.datasets.ctspatialvqa import question_key
+from volprobe.items import Item
+from volprobe.records import RunRecord
+from volprobe.probes.scoring.answers import Scored, normalize_answer, record_from_output
 
 #: Judge fraction at or above which an answer counts as correct (a majority of judges).
 JUDGE_THRESHOLD = 0.5

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from volprobe.errors import FormatError
-from volprobe.jsonlines import parse_json_object
+from volprobe.jsonio import parse_json_object
 from volprobe.manifest import json_default
 
 ANSWER_TYPES = ("choice", "yes_no", "open", "numeric")

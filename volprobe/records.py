@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from volprobe.errors import FormatError
-from volprobe.jsonlines import parse_json_object
+from volprobe.jsonio import parse_json_object
 
 RECORD_FORMAT_VERSION = 1
 

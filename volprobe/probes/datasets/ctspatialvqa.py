@@ -13,7 +13,7 @@ pairs, in file order), ``task`` ``ctspatialvqa``, ``answer_type`` ``open``, ``ca
 without ending, ``patient`` ``valid_<n>``. ``metadata``: ``categories`` (all, as listed),
 ``category`` (the **first** listed category: one label for per-category reports; a pair counts once),
 ``question_id`` ``<case_id>::<index>`` (the id judged-correctness CSVs use), ``image_path``,
-``scoring`` ``spatial_terms`` (so :func:`~volprobe.probes.scoring.score_output` adds spatial-term
+``scoring`` ``spatial_terms`` (so :func:`~volprobe.probes.scoring.answers.score_output` adds spatial-term
 agreement and uses it as correctness), ``source_file``, ``source_line``. ``subtask`` = ``category``.
 """
 
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from volprobe.errors import FormatError
-from volprobe.probes.benchmarks.common import (ImportResult, iter_json_lines, missing_volumes_message,
+from volprobe.probes.datasets.common import (ImportResult, iter_json_lines, missing_volumes_message,
                                                parse_ctrate_name, resolve_volumes, strip_volume_suffix)
-from volprobe.probes.items import Item
-from volprobe.probes.scoring import normalize_answer
+from volprobe.items import Item
+from volprobe.probes.scoring.answers import normalize_answer
 
 TASK = "ctspatialvqa"
 CATEGORIES = (
