@@ -19,20 +19,16 @@ Target: overhead ≤ 5 ms per (item, control) pair; exactly 1 preparation per (v
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from runfixtures import ensure_scoring  # noqa: E402  (the real scorer when present)
-from volprobe.probes.run.engine import run  # noqa: E402
-from volprobe.items import Item  # noqa: E402
-from volprobe.probes.models.base import Generation, ModelAdapter, Prepared  # noqa: E402
-from volprobe.segmentation.volume import Volume, save_nifti  # noqa: E402
+from volprobe.probes.run.engine import run
+from volprobe.items import Item
+from volprobe.probes.models.base import Generation, ModelAdapter, Prepared
+from volprobe.segmentation.volume import Volume, save_nifti
 
 CONTROLS = ["full", "text_only", "blank", "shuffled_slices", "mirror_lr", "swapped_volume"]
 
@@ -96,14 +92,12 @@ def main() -> None:
     ap.add_argument("--generate-ms", type=float, default=0.0,
                     help="simulated model compute per item (a sleep: the volume read-ahead overlaps it)")
     args = ap.parse_args()
-    real = ensure_scoring_is_real()
     with tempfile.TemporaryDirectory() as tmp:
         items = make_items(Path(tmp), args.cases, args.items_per_case, tuple(args.shape))
         pairs = len(items) * len(CONTROLS)
         print(f"{args.cases} cases of {tuple(args.shape)} int16 voxels x {args.items_per_case} items x "
               f"{len(CONTROLS)} controls = {pairs} (item, control) pairs; simulated model compute "
-              f"{args.generate_ms:g} ms/item; scorer: "
-              f"{'volprobe.probes.scoring.answers' if real else 'test stand-in (volprobe.probes.scoring.answers not written yet)'}")
+              f"{args.generate_ms:g} ms/item")
         for bs in args.batch_size:
             model = TrivialAdapter(args.generate_ms / 1e3)
             t0 = time.perf_counter()
@@ -123,16 +117,6 @@ def main() -> None:
                   f"(volume, control) inputs (expected {expected_inputs}), max per input "
                   f"{summary.max_preparations_per_input} (must be 1: {'OK' if once else 'FAILED'}), "
                   f"volumes read {summary.volumes_loaded}")
-
-
-def ensure_scoring_is_real() -> bool:
-    try:
-        import volprobe.probes.scoring.answers  # noqa: F401
-
-        return True
-    except ModuleNotFoundError:
-        ensure_scoring()
-        return False
 
 
 if __name__ == "__main__":

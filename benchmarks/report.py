@@ -20,7 +20,10 @@ from pathlib import Path
 
 from volprobe.stats.settings import ReportSettings
 from volprobe.stats.report import make_report
-from volprobe.stats.synthetic import ALL_CONTROLS, SyntheticModel, synthetic_items, write_synthetic_runs
+from volprobe.controls import STANDARD_CONTROLS, get_control
+from volprobe.stats.synthetic import SyntheticModel, synthetic_items, write_synthetic_runs
+
+ALL_CONTROLS = [get_control(c) for c in STANDARD_CONTROLS]
 
 TARGET_S = 10.0
 MODELS = [
@@ -42,7 +45,7 @@ def ensure_data(folder: Path, n_records: int, seed: int = 0) -> list[Path]:
     """Generate the runs once (about 15 s per million records); reuse them when the spec matches."""
     n_items = int(round(n_records / RECORDS_PER_ITEM))
     spec = {"items": n_items, "patients": n_items // 5, "models": [m.name for m in MODELS], "seed": seed,
-            "controls": list(ALL_CONTROLS)}
+            "controls": [c.label for c in ALL_CONTROLS]}
     stamp = folder / "spec.json"
     runs = [folder / m.name for m in MODELS]
     if stamp.exists() and json.loads(stamp.read_text()) == spec:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-#: Real CT crop + TotalSegmentator's real output (copied from shared/fixtures/totalseg, Apache-2.0).
+#: Real CT crop + TotalSegmentator's real output for it (the project's TotalSegmentator fixture, Apache-2.0).
 TOTALSEG_DIR = REPO / "tests" / "data" / "totalseg"
 FIXTURE_CT = TOTALSEG_DIR / "example_ct_sm.nii.gz"
 FIXTURE_SEG = TOTALSEG_DIR / "example_seg.nii.gz"

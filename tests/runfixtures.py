@@ -5,11 +5,7 @@ Not a test module; imported by test_engine.py, test_resume.py and benchmarks/eng
 
 from __future__ import annotations
 
-import re
-import sys
 import time
-import types
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,43 +16,6 @@ from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, regi
 from volprobe.segmentation.volume import Volume, save_nifti
 
 SHAPE = (24, 20, 16)
-
-
-def ensure_scoring() -> None:
-    """Use the real ``volprobe.probes.scoring.answers`` when it exists; until then a minimal stand-in
-    (closed items: a leading letter ``B.``/``B`` or an option's text; correct = parsed == gold)."""
-    try:
-        import volprobe.probes.scoring.answers  # noqa: F401
-        return
-    except ModuleNotFoundError as exc:
-        if exc.name != "volprobe.probes.scoring.answers":
-            raise
-
-    @dataclass
-    class Score:
-        parsed: str | None
-        correct: bool
-        unparseable: bool = False
-        refused: bool = False
-        scores: dict = field(default_factory=dict)
-
-    def score_output(item: Item, text: str) -> Score:
-        if not item.is_closed:
-            return Score(text.strip() or None, text.strip().lower() == item.answer.lower())
-        m = re.match(r"\s*([A-Z])(?:[.):]|\s|$)", text)
-        parsed = None
-        if m and m.group(1) in item.letters:
-            parsed = item.options[item.letters.index(m.group(1))]
-        elif text.strip() in item.options:
-            parsed = text.strip()
-        return Score(parsed, parsed == item.answer, unparseable=parsed is None)
-
-    module = types.ModuleType("volprobe.probes.scoring.answers")
-    module.score_output = score_output  # type: ignore[attr-defined]
-    sys.modules["volprobe.probes.scoring.answers"] = module
-    import volprobe.probes
-
-    volprobe.probes.scoring.answers = module  # type: ignore[attr-defined]
 
 
 def phantom_array(shift: int = 0) -> np.ndarray:

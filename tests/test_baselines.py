@@ -15,7 +15,7 @@ from volprobe.probes.baselines import (fit_baseline, history_state, load_baselin
 from volprobe.probes.datasets.synthetic import TEMPORAL_CHOICES, write_synthetic_3drad
 from volprobe.probes.datasets.threedrad import load_3drad
 from volprobe.items import Item, read_items, write_items
-from volprobe.probes.models.base import MODEL_REGISTRY, Prepared
+from volprobe.probes.models.base import MODELS, Prepared
 from volprobe.probes.models.prior import PriorModel
 from volprobe.probes.scoring.answers import score_output
 
@@ -175,7 +175,7 @@ def test_prior_adapter_answers_with_letter_and_text(splits, tmp_path):
     train, test = splits
     b = fit_baseline(train, "history-rule")
     path = save_baseline(b, tmp_path / "history.json")
-    assert MODEL_REGISTRY["prior"] is PriorModel and PriorModel.uses_image is False
+    assert MODELS.get("prior") is PriorModel and PriorModel.uses_image is False
     model = PriorModel(path=str(path))
     model.load()
     prepared = model.prepare(None)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from volprobe.controls import (CONTROL_REGISTRY, Control, ControlContext, ControlError, ExcludedItem, get_control,
+from volprobe.controls import (CONTROLS, Control, ControlContext, ControlError, ExcludedItem, get_control,
                                list_controls, register_control)
 from volprobe.controls.builtin import axis_angle_deg, slice_permutation
 from volprobe.errors import FormatError
@@ -129,7 +129,7 @@ def test_a_user_control_registers_in_a_few_lines_and_runs():
         with pytest.raises(ControlError, match="registered twice"):
             register_control(type("Other", (Control,), {"name": "test_noise", "statement": "x"}))
     finally:
-        CONTROL_REGISTRY.pop("test_noise", None)
+        CONTROLS.unregister("test_noise")
 
 
 # -- full, text_only, blank ---------------------------------------------------------------------

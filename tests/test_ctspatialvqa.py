@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from volprobe.cli import main
 from volprobe.errors import FormatError, VolprobeWarning
 from volprobe.probes.datasets.ctspatialvqa import CATEGORIES, load_ctspatialvqa
-from volprobe.probes.datasets.external import import_judged, import_predictions, write_records
+from volprobe.probes.datasets.external import import_judged, import_predictions
+from volprobe.records import write_records
 from volprobe.items import read_items
 from volprobe.records import read_records
 

@@ -8,7 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from volprobe.cli import main
+from volprobe.controls import STANDARD_CONTROLS, get_control
 from volprobe.demo import check_expectations, run_demo
+
+CONTROLS = [get_control(c) for c in STANDARD_CONTROLS]
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,9 @@ def demo(tmp_path_factory):
 def test_demo_meets_every_expectation(demo):
     failed = [str(e) for e in demo.expectations if not e.met]
     assert not failed, failed
-    assert len(demo.expectations) == 6
+    # a drop under each of the 5 controls that remove or degrade the image, tracking of the 3
+    # counterfactuals, no volume use by the 2 blind models
+    assert len(demo.expectations) == 10
 
 
 def test_demo_verdicts(demo):
@@ -57,12 +62,12 @@ def test_expectations_report_a_failure(demo):
     paired = demo.report.analysis.paired.copy()
     blank = (paired["model"] == "oracle") & (paired["control"] == "blank")
     paired.loc[blank, "p_mcnemar_significant"] = False
-    results = {e.name: e for e in check_expectations(paired, demo.report.verdicts)}
+    results = {e.name: e for e in check_expectations(paired, demo.report.verdicts, CONTROLS)}
     assert not results["oracle drops under blank"].met
     assert results["oracle drops under shuffled_slices"].met
     prior_tracks = (paired["model"] == "prior") & (paired["control"] == "mirror_lr")
     paired.loc[prior_tracks, "p_tracking_significant"] = True
-    results = {e.name: e for e in check_expectations(paired, demo.report.verdicts)}
+    results = {e.name: e for e in check_expectations(paired, demo.report.verdicts, CONTROLS)}
     assert not results["prior shows no volume use"].met
     assert "follow mirror_lr" in results["prior shows no volume use"].detail
 

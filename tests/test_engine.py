@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from runfixtures import RecordingAdapter, ensure_scoring, make_items, write_cases
+from runfixtures import RecordingAdapter, make_items, write_cases
 from volprobe.cli import main
-from volprobe.controls import derive_seed
+from volprobe.seeding import derive_seed
 from volprobe.controls.builtin import slice_permutation
 from volprobe.errors import VolprobeError
 from volprobe.probes.run.engine import run, select_items
@@ -22,11 +22,6 @@ from volprobe.probes.run.volume_cache import VolumeCache
 from volprobe.segmentation.volume import load_volume
 
 CONTROLS = ["full", "text_only", "blank", "shuffled_slices", "mirror_lr", "swapped_volume", "single_slice:evidence"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _scoring():
-    ensure_scoring()
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +276,7 @@ def test_cli_run_merge_controls_models(tmp_path, items):
     res = runner.invoke(main, ["merge", str(tmp_path / "run"), "--out", str(tmp_path / "all")])
     assert res.exit_code == 2 and "already holds records.jsonl" in res.output
     res = runner.invoke(main, ["controls"])
-    assert res.exit_code == 0 and "mirror_lr" in res.output and "gold may change" in res.output
+    assert res.exit_code == 0 and "mirror_lr" in res.output and "counterfactual (lr)" in res.output
     res = runner.invoke(main, ["models"])
     assert res.exit_code == 0 and "random" in res.output
     res = runner.invoke(main, ["run", "--model", "nosuch", "--items", str(items_path), "--control", "full",

@@ -10,7 +10,8 @@ from conftest import FIXTURE_CT, FIXTURE_SEG
 from test_questions_support import fixture_graph, generate, phantom_graph, phantom_graphs
 from volprobe.items import Item, read_items
 from volprobe.probes.questions import answer_from_graph, relation_outcome
-from volprobe.probes.questions.relation import COUNTERFACTUAL_AXES, mirrored_outcome, opposite_side
+from volprobe.controls import counterfactual_axes
+from volprobe.probes.questions.relation import mirrored_outcome, opposite_side
 from volprobe.segmentation.masks import load_masks
 from volprobe.segmentation.phantoms.generate import case_seed, generate_phantoms, make_phantom, segment_phantom_by_threshold
 from volprobe.segmentation.relations.graph import build_relation_graph, relations_for_case
@@ -29,7 +30,7 @@ def _check_against(items: list[Item], graphs: dict) -> int:
     checked = 0
     for it in items:
         assert answer_from_graph(it, graphs[it.case]) == it.answer, it.question
-        for control, axis in COUNTERFACTUAL_AXES.items():
+        for control, axis in counterfactual_axes().items():
             got = answer_from_graph(it, mirrored[(it.case, axis)])
             assert got == it.counterfactual[control], (control, it.question)
         checked += 1

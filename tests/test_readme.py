@@ -157,7 +157,7 @@ def test_benchmark_commands_run_on_invented_files(no_weights):
 def test_adapter_example_registers_and_runs(tmp_path):
     from volprobe.probes.run.engine import run
     from volprobe.items import Item
-    from volprobe.probes.models.base import MODEL_REGISTRY, load_model
+    from volprobe.probes.models.base import MODELS, load_model
 
     (code,) = blocks(section("Adding a model or a control"), "python")
     namespace: dict = {}
@@ -171,4 +171,4 @@ def test_adapter_example_registers_and_runs(tmp_path):
         assert len(records) == 12
         assert sum(r["correct"] for r in records) == 6  # right exactly when the gold is the first option
     finally:
-        MODEL_REGISTRY.pop("always_a", None)
+        MODELS.unregister("always_a")

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from runfixtures import ensure_scoring, make_items, write_cases
+from runfixtures import make_items, write_cases
 from volprobe.probes.run.engine import run_from_files
 from volprobe.items import write_items
 
@@ -24,7 +24,6 @@ SCRIPT = f"""
 import sys
 sys.path.insert(0, {str(TESTS)!r})
 import runfixtures  # registers the 'test-recorder' model
-runfixtures.ensure_scoring()
 from volprobe.cli import main
 main()
 """
@@ -54,7 +53,6 @@ def content(path: Path) -> tuple[dict, int]:
 
 
 def test_killed_run_resumes_to_the_same_records(tmp_path):
-    ensure_scoring()
     items = make_items(write_cases(tmp_path / "cases"), per_case=4)
     items_path = tmp_path / "items.jsonl"
     write_items(items, items_path)

@@ -208,7 +208,7 @@ def test_summarise_records():
 
 
 def test_record_from_output_copies_item():
-    rec = record_from_output(YES_NO, "m", "B. No", seed=3)
+    rec = record_from_output(YES_NO, "m", "B. No", control="full", seed=3)
     assert (rec.item_id, rec.gold, rec.parsed, rec.correct, rec.seed) == ("t4", "No", "No", True, 3)
     assert (rec.task, rec.subtask, rec.answer_type, rec.chance) == ("3drad/T4", "Bronchiectasis", "yes_no", 0.5)
 

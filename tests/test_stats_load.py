@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from volprobe.controls import get_control
 from volprobe.errors import FormatError
 from volprobe.records import RunRecord
 from volprobe.stats import load
@@ -15,9 +16,10 @@ from volprobe.stats.panel import build_panel
 
 
 def rec(item, model="m", control="full", correct=True, **kw):
+    """A record as a run writes it (with the control's facts, as the control states them)."""
     base = dict(item_id=item, model=model, control=control, gold=kw.pop("gold", "left"), correct=correct,
                 parsed=kw.pop("parsed", "left" if correct else "right"), case=f"c{item}", patient=f"p{item}",
-                task="spatial", chance=0.5, evidence_axes=["lr"])
+                task="spatial", chance=0.5, evidence_axes=["lr"], control_facts=get_control(control).facts())
     base.update(kw)
     return RunRecord(**base).to_dict()
 

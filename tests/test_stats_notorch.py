@@ -15,9 +15,11 @@ def test_stats_library_and_report_path_do_not_import_torch(tmp_path):
         import sys
         import volprobe.stats
         from volprobe.stats import make_report, ReportSettings
+        from volprobe.controls import get_control
         from volprobe.stats.synthetic import SyntheticModel, synthetic_items, write_synthetic_runs
         runs = write_synthetic_runs("runs", [SyntheticModel("reader"), SyntheticModel("prior", uses_volume=False)],
-                                    synthetic_items(60, 10), ("full", "text_only", "mirror_lr"))
+                                    synthetic_items(60, 10),
+                                    [get_control(c) for c in ("full", "text_only", "mirror_lr")])
         make_report(runs, "report", ReportSettings(by=("task",), n_boot=50, n_perm=100))
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "monai", "totalsegmentator"))
         assert not heavy, heavy
@@ -29,8 +31,10 @@ def test_stats_library_and_report_path_do_not_import_torch(tmp_path):
 def test_probe_report_command_does_not_import_torch(tmp_path):
     result = _run("""
         import sys
+        from volprobe.controls import get_control
         from volprobe.stats.synthetic import SyntheticModel, synthetic_items, write_synthetic_runs
-        runs = write_synthetic_runs("runs", [SyntheticModel("reader")], synthetic_items(40, 8), ("full", "blank"))
+        runs = write_synthetic_runs("runs", [SyntheticModel("reader")], synthetic_items(40, 8),
+                                    [get_control(c) for c in ("full", "blank")])
         from volprobe.cli import main
         try:
             main(["report", *map(str, runs), "--out", "report", "--n-boot", "50"], standalone_mode=False)

@@ -15,9 +15,10 @@ from volprobe.stats.settings import ReportSettings
 from volprobe.stats.load import read_runs
 from volprobe.stats.panel import build_panel
 from volprobe.stats.report import make_report
+from volprobe.controls import get_control
 from volprobe.stats.synthetic import SyntheticModel, synthetic_items, write_synthetic_runs
 
-CONTROLS = ("full", "text_only", "blank", "single_slice", "mirror_lr")
+CONTROLS = [get_control(c) for c in ("full", "text_only", "blank", "single_slice", "mirror_lr")]
 MODELS = [
     SyntheticModel("reader", accuracy=0.85, refusal_rate=0.02, unparseable_rate=0.03),
     SyntheticModel("ignorer", uses_volume=False, blind_accuracy=0.55, error_rate=0.02),
@@ -171,7 +172,8 @@ def test_grouping_by_evidence_and_prior(runs):
 
 
 def test_judged_csv_records_go_through_model_vs_model_tests(tmp_path):
-    from volprobe.probes.datasets.external import import_judged, write_records
+    from volprobe.probes.datasets.external import import_judged
+    from volprobe.records import write_records
 
     rng = np.random.default_rng(0)
     n = 120

@@ -46,7 +46,7 @@ def seed_option(default: int = 0):
 
 
 # ---------------------------------------------------------------------------------------------
-# segmentation: segment, relations, phantom  (issue 2)
+# segmentation: segment, relations, phantom
 # ---------------------------------------------------------------------------------------------
 
 @main.command("phantom")
@@ -167,7 +167,7 @@ def relations_cmd(ct, masks, out, resample_masks, centroid_margin, extent_margin
 
 
 # ---------------------------------------------------------------------------------------------
-# question sets: questions  (issue 3)
+# question sets: questions
 # ---------------------------------------------------------------------------------------------
 
 def _split_names(ctx, param, values) -> tuple[str, ...]:
@@ -250,7 +250,7 @@ def questions_cmd(cases, out, per_case, categories, formats, seed, masks_suffix,
 
 
 # ---------------------------------------------------------------------------------------------
-# benchmarks: import 3drad / ctspatialvqa, score, fit-baseline  (issue 4)
+# benchmarks: import 3drad / ctspatialvqa, score, fit-baseline
 # ---------------------------------------------------------------------------------------------
 
 class _quiet_volprobe_warnings:
@@ -270,13 +270,7 @@ class _quiet_volprobe_warnings:
 
 
 def _write_items_with_manifest(result, out: str, command: str, inputs: list, parameters: dict) -> None:
-    from volprobe.manifest import write_manifest
-    from volprobe.items import write_items
-
-    n = write_items(result.items, out)
-    write_manifest(out, command, inputs=inputs, parameters=parameters,
-                   extra={"counts": result.counts, "missing_volumes": len(result.missing_volumes),
-                          "warnings": result.warnings})
+    n = result.write(out, command, inputs=inputs, parameters=parameters)
     click.echo(str(result), err=True)
     click.echo(f"wrote {n} items to {out}")
 
@@ -339,12 +333,9 @@ def import_ctspatialvqa_cmd(path, categories, volumes, out) -> None:
 
 
 def _write_records_with_manifest(result, out: str, command: str, inputs: list, parameters: dict) -> None:
-    from volprobe.manifest import write_manifest
     from volprobe.probes.scoring.aggregate import summarise
-    from volprobe.probes.datasets.external import write_records
 
-    n = write_records(result.records, out)
-    write_manifest(out, command, inputs=inputs, parameters=parameters, extra={"warnings": result.warnings})
+    n = result.write(out, command, inputs=inputs, parameters=parameters)
     click.echo(str(result), err=True)
     for summary in summarise(result.records):
         click.echo(str(summary))
@@ -407,23 +398,21 @@ def baseline_group() -> None:
 @baseline_group.command("fit")
 @click.option("--items", "items_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Training items (JSON Lines).")
-@click.option("--kind", required=True, type=click.Choice(["majority", "history-rule", "text-classifier"]),
+@click.option("--kind", required=True, metavar="KIND",
               help="majority: most frequent answer per task/subtask/label; history-rule: 3D-RAD Task 6 from "
-                   "the prior states in the question; text-classifier: TF-IDF + logistic regression.")
+                   "the prior states in the question; text-classifier: TF-IDF + logistic regression "
+                   "(plugins may add kinds).")
 @click.option("--min-count", type=int, default=5, show_default=True,
               help="Fewest training items a group needs before its majority is used.")
 @seed_option()
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Baseline file to write (JSON).")
 def baseline_fit_cmd(items_path, kind, min_count, seed, out) -> None:
     """Fit a blind baseline on training items and save it (a small JSON file)."""
-    from volprobe.manifest import write_manifest
-    from volprobe.probes.baselines import fit_baseline, save_baseline
     from volprobe.items import read_items
+    from volprobe.probes.baselines import fit_baseline, save_baseline
 
     baseline = fit_baseline(read_items(items_path), kind, seed=seed, min_count=min_count)
-    save_baseline(baseline, out)
-    write_manifest(out, f"probe baseline fit --kind {kind}", inputs=[items_path], seed=seed,
-                   parameters={"kind": kind, "min_count": min_count})
+    save_baseline(baseline, out, command=f"probe baseline fit --kind {kind}", inputs=[items_path])
     click.echo(f"fitted {kind} on {baseline.n_fitted} items -> {out}")
 
 
@@ -435,10 +424,13 @@ def baseline_fit_cmd(items_path, kind, min_count, seed, out) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Records file to write (JSON Lines).")
 def baseline_eval_cmd(baseline_path, items_path, out) -> None:
     """Answer items with a fitted baseline (no model, no volume) and write scored run records."""
-    from volprobe.probes.baselines import evaluate_baseline, load_baseline
+    from volprobe.controls import reference_control
     from volprobe.items import read_items
+    from volprobe.probes.baselines import evaluate_baseline, load_baseline
 
-    result = evaluate_baseline(load_baseline(baseline_path), read_items(items_path), f"prior:{baseline_path}")
+    control = reference_control()
+    result = evaluate_baseline(load_baseline(baseline_path), read_items(items_path), f"prior:{baseline_path}",
+                               control.label, control.facts())
     _write_records_with_manifest(result, out, f"probe baseline eval --baseline {baseline_path}",
                                  [baseline_path, items_path], {})
 
@@ -456,11 +448,7 @@ def score_cmd(records, bertscore_model, out) -> None:
     accuracy, unparseable/refused counts, and mean open-answer scores (BLEU-1, ROUGE-1, token F1,
     spatial-term agreement, judge fraction). For CIs and paired tests use `probe report`.
     """
-    import json
-    from dataclasses import asdict
-
-    from volprobe.manifest import write_manifest
-    from volprobe.probes.scoring.aggregate import summarise
+    from volprobe.probes.scoring.aggregate import summarise, write_summaries
     from volprobe.records import read_records
 
     recs = [r for path in records for r in read_records(path)]
@@ -474,16 +462,13 @@ def score_cmd(records, bertscore_model, out) -> None:
     for summary in summaries:
         click.echo(str(summary))
     if out:
-        from pathlib import Path
-
-        Path(out).write_text(json.dumps({"summaries": [asdict(s) for s in summaries], "bertscore": note},
-                                        indent=2) + "\n")
-        write_manifest(out, "probe score", inputs=list(records), parameters={"bertscore_model": bertscore_model})
+        write_summaries(summaries, out, inputs=list(records), parameters={"bertscore_model": bertscore_model},
+                        note=note)
         click.echo(f"wrote {out}")
 
 
 # ---------------------------------------------------------------------------------------------
-# runs: run, merge, controls, models  (issue 5)
+# runs: run, merge, controls, models
 # ---------------------------------------------------------------------------------------------
 
 def _parse_model_options(pairs: tuple[str, ...]) -> dict:
@@ -508,7 +493,8 @@ def _parse_model_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--items", "items_path", required=True, type=click.Path(dir_okay=False),
               help="Items file (JSON Lines). Relative volume paths are tried as given, then beside this file.")
 @click.option("--control", "controls", required=True, multiple=True, metavar="C[:VALUE]",
-              help="Control (repeatable; see `probe controls`), e.g. full, text_only, single_slice:evidence.")
+              help="Control (repeatable; see `probe controls`), e.g. full, text_only, single_slice:evidence; "
+                   "'standard' stands for the standard set (every built-in control).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder: records.jsonl, excluded.jsonl, manifest.json (per shard with --shard). "
                    "Rerunning the same command resumes.")
@@ -573,30 +559,36 @@ def merge_cmd(run_dirs, out_dir) -> None:
 
 @main.command("controls")
 def controls_cmd() -> None:
-    """List the registered controls and what evidence each removes or changes."""
-    from volprobe.controls import list_controls
+    """List the registered controls (built-ins and plugins) and what evidence each removes or changes.
+
+    The roles in brackets are what reports read: the reference condition, the conditions without
+    the image, and the counterfactuals (whose gold answers change, along a patient axis).
+    """
+    from volprobe.controls import STANDARD_CONTROLS, list_controls
 
     for cls in list_controls():
-        gold = "gold may change" if cls.changes_gold else "gold unchanged"
+        roles = ["reference" if cls.reference else "", "no image" if cls.removes_image else "",
+                 f"counterfactual ({cls.patient_axis or 'any axis'})" if cls.changes_gold else "gold unchanged"]
         params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-        click.echo(f"{cls.name:<16} {cls.statement} [{gold}{'; ' + params if params else ''}]")
+        facts = "; ".join(r for r in roles + [params] if r)
+        click.echo(f"{cls.name:<16} {cls.statement} [{facts}]")
+    click.echo(f"standard set (--control standard): {', '.join(STANDARD_CONTROLS)}")
 
 
 @main.command("models")
 def models_cmd() -> None:
     """List the registered models (adapters and reference models)."""
-    from volprobe.probes.models import MODEL_REGISTRY, import_builtin_adapters
+    from volprobe.probes.models import MODELS
 
-    import_builtin_adapters()
-    for name in sorted(MODEL_REGISTRY):
-        cls = MODEL_REGISTRY[name]
+    for cls in MODELS.classes():
+        name = cls.name
         doc = (cls.__doc__ or "").strip().splitlines()
         image = "reads the image" if cls.uses_image else "blind"
         click.echo(f"{name:<10} {doc[0] if doc else ''} [{image}; without image: {cls.no_image_mode}]")
 
 
 # ---------------------------------------------------------------------------------------------
-# statistics: report  (issue 6)
+# statistics: report
 # ---------------------------------------------------------------------------------------------
 
 @main.command("report")
@@ -609,7 +601,9 @@ def models_cmd() -> None:
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level; CIs are 1-alpha.")
 @click.option("--correction", type=click.Choice(["holm", "fdr_bh"]), default="holm", show_default=True,
               help="Multiple-comparison adjustment over every test in the report (fdr_bh: Benjamini-Hochberg).")
-@click.option("--reference", default="full", show_default=True, help="Control every other control is compared with.")
+@click.option("--reference", default=None,
+              help="Control every other control is compared with. [default: the control the records state is "
+                   "the reference, full]")
 @click.option("--baseline", "baselines", multiple=True, metavar="MODEL",
               help="Treat MODEL as a blind baseline (repeatable; models named prior or prior:* always are).")
 @click.option("--pairwise-control", "pairwise_controls", multiple=True, metavar="CONTROL",
@@ -668,7 +662,7 @@ def power_cmd(n, discordance, alpha, power, one_sided) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# demo  (issue 7)
+# demo
 # ---------------------------------------------------------------------------------------------
 
 @main.command("demo")
@@ -686,9 +680,9 @@ def demo_cmd(out_dir, n_cases, seed, quiet) -> None:
     reference models oracle (segments the volume it is given), prior (blind) and random under every
     control, writes the full report to OUT/report and prints the key table.
 
-    It then checks the honest expected outcome: the oracle drops under blank, shuffled_slices and
-    (superior/inferior items) single_slice and follows mirror_lr; prior and random show no volume use.
-    Each check is printed as met or NOT met; the exit status is 1 when one is not met.
+    It then checks the honest expected outcome: the oracle drops under every control that removes or
+    degrades the image and follows every counterfactual (mirror_lr, flip_si, flip_ap); prior and random
+    show no volume use. Each check is printed as met or NOT met; the exit status is 1 when one is not met.
 
     \b
     Example:

@@ -21,6 +21,10 @@ class WeightsMissingError(VolprobeError, FileNotFoundError):
     """Model weights (TotalSegmentator, a VLM) are not on disk."""
 
 
+class InvalidValueError(VolprobeError, ValueError):
+    """An argument or option has a value it cannot take (the message names it and what is allowed)."""
+
+
 class FormatError(VolprobeError, ValueError):
     """A file does not follow the layout volprobe expects (names the file and line)."""
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from volprobe.errors import FormatError
-from volprobe.jsonio import parse_json_object
-from volprobe.manifest import json_default
+from volprobe.jsonio import json_default, parse_json_object, versioned_fields
 
 ANSWER_TYPES = ("choice", "yes_no", "open", "numeric")
 CLOSED_TYPES = ("choice", "yes_no")
@@ -103,18 +102,31 @@ class Item:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "item") -> "Item":
-        data = dict(data)
-        version = data.pop("format_version", ITEM_FORMAT_VERSION)
-        if version != ITEM_FORMAT_VERSION:
-            raise FormatError(f"{where}: item format version {version}, this volprobe reads {ITEM_FORMAT_VERSION}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise FormatError(f"{where}: unknown item fields {sorted(unknown)}")
-        missing = {"id", "question", "answer"} - set(data)
-        if missing:
-            raise FormatError(f"{where}: missing item fields {sorted(missing)}")
-        return cls(**data)
+        return cls(**versioned_fields(cls, data, kind="item", version=ITEM_FORMAT_VERSION,
+                                      required=("id", "question", "answer"), where=where))
+
+    # -- what the layers above read off an item ---------------------------------------------
+    @property
+    def case_key(self) -> str:
+        """The volume the item is about: its case, else its volume path, else '' (no volume)."""
+        return self.case or self.volume_path or ""
+
+    @property
+    def patient_key(self) -> str:
+        """Patient id, falling back to :attr:`case_key` (the cluster of the statistics)."""
+        return self.patient or self.case_key
+
+    @property
+    def category(self) -> str:
+        """Grouping label for reports: ``metadata['category']``, else the subtask, else the task."""
+        return self.metadata.get("category") or self.subtask or self.task
+
+    def as_output(self, answer: str) -> str:
+        """How a model states ``answer``: ``B. No`` (letter and option text) for a closed item, the text
+        itself for an open one."""
+        if self.is_closed:
+            return f"{self.letter_of(answer)}. {answer}"
+        return answer
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Item))

@@ -1,11 +1,36 @@
-"""One JSON Lines line → one JSON object, with errors that name the file and line."""
+"""Small JSON helpers every layer shares: one JSON Lines line → one object, JSON files read and written
+safely, and the checks of a versioned ``from_dict`` (format version, unknown and missing fields).
+
+Errors name the file and line (:class:`~volprobe.errors.FormatError`).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
 
 from volprobe.errors import FormatError
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays, paths and sets."""
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def parse_json_object(line: str | bytes, where: str) -> dict[str, Any]:
@@ -16,4 +41,54 @@ def parse_json_object(line: str | bytes, where: str) -> dict[str, Any]:
         raise FormatError(f"{where}: not valid JSON ({exc.msg})") from exc
     if not isinstance(data, dict):
         raise FormatError(f"{where}: expected a JSON object")
+    return data
+
+
+def iter_json_lines(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed value)`` of each non-blank JSON Lines line; bad JSON names file and line."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON file's content; invalid JSON is a :class:`FormatError` naming the file and line."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
+def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:
+    """Write JSON to ``path`` via a temporary file and rename, so a kill leaves the old or the new file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=indent, default=json_default) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def versioned_fields(cls: type, data: Mapping[str, Any], *, kind: str, version: int,
+                     required: Iterable[str], where: str) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` in ``data`` (a ``to_dict`` with ``format_version``), checked:
+    the format version is ``version`` (missing means current), no unknown field, no required one missing."""
+    data = dict(data)
+    found = data.pop("format_version", version)
+    if found != version:
+        raise FormatError(f"{where}: {kind} format version {found}, this volprobe reads {version}")
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise FormatError(f"{where}: unknown {kind} fields {sorted(unknown)}")
+    missing = set(required) - set(data)
+    if missing:
+        raise FormatError(f"{where}: missing {kind} fields {sorted(missing)}")
     return data

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import volprobe
+from volprobe.jsonio import json_default
 
 #: Distributions whose versions every manifest records (read from metadata, nothing is imported).
 TRACKED_PACKAGES = (
@@ -97,21 +98,3 @@ def write_manifest(output: str | Path, command: str, **kwargs: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(build_manifest(command, **kwargs), indent=2, default=json_default) + "\n")
     return path
-
-
-def json_default(obj: Any) -> Any:
-    """``json.dumps(default=...)`` for numpy scalars and arrays, paths and sets."""
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

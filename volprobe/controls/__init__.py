@@ -1,12 +1,13 @@
 """Controls: deterministic transforms of a volume in patient space applied before a model sees it.
 
-See :mod:`volprobe.controls.base` for the contract and how to add a control, and
-:mod:`volprobe.controls.builtin` for the built-ins (``probe controls`` lists them).
+See :mod:`volprobe.controls.base` for the contract, what a control states about itself and how to add
+one, and :mod:`volprobe.controls.builtin` for the built-ins (``probe controls`` lists them).
 """
 
-from volprobe.controls.base import (CONTROL_REGISTRY, Control, ControlContext, ControlError, ControlledInput,
-                                    ExcludedItem, case_key, derive_seed, get_control, list_controls, patient_of,
-                                    register_control)
+from volprobe.controls.base import (CONTROLS, Control, ControlContext, ControlError, ControlledInput, ExcludedItem,
+                                    get_control, list_controls, reference_control, register_control)
+from volprobe.controls.builtin import STANDARD_CONTROLS, counterfactual_axes, expand_control_specs
 
-__all__ = ["CONTROL_REGISTRY", "Control", "ControlContext", "ControlError", "ControlledInput", "ExcludedItem",
-           "case_key", "derive_seed", "get_control", "list_controls", "patient_of", "register_control"]
+__all__ = ["CONTROLS", "Control", "ControlContext", "ControlError", "ControlledInput", "ExcludedItem", "get_control",
+           "list_controls", "reference_control", "register_control", "STANDARD_CONTROLS", "counterfactual_axes",
+           "expand_control_specs"]

@@ -34,13 +34,14 @@ package, or register before calling :func:`volprobe.probes.run.engine.run`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
 from volprobe.errors import FormatError, VolprobeError
 from volprobe.items import Item
+from volprobe.registry import Registry
+from volprobe.seeding import derive_seed
 from volprobe.segmentation.volume import Volume
 
 
@@ -76,24 +77,6 @@ class ControlledInput:
     seed: int | None = None
 
 
-def case_key(item: Item) -> str:
-    """The volume an item is about: its case, else its volume path, else '' (no volume)."""
-    return item.case or item.volume_path or ""
-
-
-def patient_of(item: Item) -> str:
-    """Patient id, falling back to the case."""
-    return item.patient or case_key(item)
-
-
-def derive_seed(run_seed: int, *parts: Any) -> int:
-    """A 63-bit seed from the run seed and any parts (stable across runs, machines and Python versions)."""
-    h = hashlib.sha256(str(int(run_seed)).encode())
-    for p in parts:
-        h.update(b"\x00" + str(p).encode())
-    return int.from_bytes(h.digest()[:8], "big") >> 1
-
-
 @dataclass
 class ControlContext:
     """What a control may use besides the item's own volume.
@@ -110,7 +93,7 @@ class ControlContext:
 
     def seed_for(self, control: "Control", item: Item) -> int:
         """The control's seed for the item's case: derived from (run seed, control name, case)."""
-        return derive_seed(self.seed, control.name, case_key(item))
+        return derive_seed(self.seed, control.name, item.case_key)
 
 
 class Control:
@@ -119,9 +102,12 @@ class Control:
     Class attributes:
         name: registry name (``--control NAME``).
         statement: one line saying what evidence the control removes or changes.
+        reference: True for the reference condition every other control is compared with (``full``).
+        removes_image: True when the model gets no image of the anatomy at all (``text_only``, and
+            ``blank``, whose image is empty): the verdict's "without the volume".
+        needs_volume: False when the control feeds no image input at all (``text_only``).
         changes_gold: True when the gold answer can change (counterfactuals); see :meth:`gold`.
         patient_axis: 'lr', 'ap' or 'si' for counterfactuals along one patient axis, else None.
-        needs_volume: False when the control feeds no image (``text_only``).
         item_dependent: True when the input depends on the item, not only on its case (the engine
             then calls :meth:`apply` per item; otherwise once per case).
         defaults: the control's parameters and their default values.
@@ -130,6 +116,8 @@ class Control:
 
     name: ClassVar[str] = ""
     statement: ClassVar[str] = ""
+    reference: ClassVar[bool] = False
+    removes_image: ClassVar[bool] = False
     changes_gold: ClassVar[bool] = False
     patient_axis: ClassVar[str | None] = None
     needs_volume: ClassVar[bool] = True
@@ -158,10 +146,16 @@ class Control:
             return f"{self.name}:{changed[self.main_parameter]}"
         return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
 
+    @classmethod
+    def facts(cls) -> dict[str, Any]:
+        """What the control does, as recorded with every run record (``RunRecord.control_facts``)."""
+        return {"reference": cls.reference, "removes_image": cls.removes_image, "needs_volume": cls.needs_volume,
+                "changes_gold": cls.changes_gold, "patient_axis": cls.patient_axis}
+
     def describe(self) -> dict[str, Any]:
         """JSON-able description (for manifests and ``probe controls``)."""
-        return {"label": self.label, "name": self.name, "statement": self.statement,
-                "changes_gold": self.changes_gold, "patient_axis": self.patient_axis, "params": dict(self.params)}
+        return {"label": self.label, "name": self.name, "statement": self.statement, **self.facts(),
+                "params": dict(self.params)}
 
     # -- gold ------------------------------------------------------------------------
     def gold(self, item: Item) -> str:
@@ -215,24 +209,24 @@ class Control:
                shared: bool = False, **params: Any) -> ControlledInput:
         """Build a :class:`ControlledInput`, keyed by case (unless ``shared``), label, seed and ``params``."""
         facts = json.dumps(params, sort_keys=True, default=str)
-        where = "" if shared else case_key(item)
+        where = "" if shared else item.case_key
         return ControlledInput(volume=volume, key=f"{where}|{self.label}|{seed}|{facts}", params=params, seed=seed)
 
 
 # -- registry ------------------------------------------------------------------------------
-CONTROL_REGISTRY: dict[str, type[Control]] = {}
 
-
-def register_control(cls: type[Control]) -> type[Control]:
-    """Class decorator: make a control available as ``--control NAME``."""
-    if not cls.name or not cls.statement:
-        raise ControlError(f"{cls.__name__}: a control needs a name and a one-line statement")
+def _check_control(cls: type) -> None:
+    if not cls.statement:
+        raise ControlError(f"{cls.__name__}: a control needs a one-line statement")
     if ":" in cls.name or "," in cls.name:
         raise ControlError(f"control name {cls.name!r} may not contain ':' or ','")
-    if cls.name in CONTROL_REGISTRY and CONTROL_REGISTRY[cls.name] is not cls:
-        raise ControlError(f"control name {cls.name!r} registered twice")
-    CONTROL_REGISTRY[cls.name] = cls
-    return cls
+    if cls.changes_gold and cls.patient_axis not in (None, "lr", "ap", "si"):
+        raise ControlError(f"control {cls.name!r}: patient_axis {cls.patient_axis!r} is not one of lr, ap, si")
+
+
+#: Every control by name: volprobe's built-ins and plugins' (entry-point group ``volprobe.controls``).
+CONTROLS: Registry[Control] = Registry("control", "volprobe.controls", ControlError, check=_check_control)
+register_control = CONTROLS.register
 
 
 def get_control(spec: str, **defaults: Any) -> Control:
@@ -241,12 +235,8 @@ def get_control(spec: str, **defaults: Any) -> Control:
     ``defaults`` are parameters applied when the spec does not set them and the control has them
     (e.g. ``mode`` for ``single_slice`` from ``--single-slice``).
     """
-    import volprobe.controls.builtin  # noqa: F401  (registers the built-ins)
-
     name, _, rest = spec.strip().partition(":")
-    if name not in CONTROL_REGISTRY:
-        raise ControlError(f"unknown control {name!r}; available: {', '.join(sorted(CONTROL_REGISTRY))}")
-    cls = CONTROL_REGISTRY[name]
+    cls = CONTROLS.get(name)
     params = {k: v for k, v in defaults.items() if k in cls.defaults and v is not None}
     if rest:
         for part in rest.split(","):
@@ -274,7 +264,14 @@ def _parse_value(control: str, key: str, text: str, default: Any) -> Any:
 
 
 def list_controls() -> list[type[Control]]:
-    """Registered control classes, sorted by name."""
-    import volprobe.controls.builtin  # noqa: F401
+    """Registered control classes (built-ins and plugins), sorted by name."""
+    return CONTROLS.classes()
 
-    return [CONTROL_REGISTRY[n] for n in sorted(CONTROL_REGISTRY)]
+
+def reference_control() -> Control:
+    """The reference condition (the one control whose ``reference`` is True, ``full``)."""
+    found = [cls for cls in CONTROLS.classes() if cls.reference]
+    if len(found) != 1:
+        raise ControlError(f"exactly one registered control must be the reference; found "
+                           f"{[cls.name for cls in found] or 'none'}")
+    return found[0]()

@@ -1,8 +1,10 @@
 """The built-in controls: full, text_only, blank, single_slice, shuffled_slices, swapped_volume,
-and the counterfactuals mirror_lr, flip_si, flip_ap.
+and the counterfactuals mirror_lr, flip_si, flip_ap (volprobe declares each as an entry point of the
+group ``volprobe.controls``, as a plugin would).
 
 All act on a :class:`~volprobe.segmentation.volume.Volume` in patient space (RAS+ mm); "axial"
 means the array axis closest to the patient's superior–inferior axis (``Volume.axial_axis``).
+:data:`STANDARD_CONTROLS` is the set a study runs by default (``--control standard``).
 """
 
 from __future__ import annotations
@@ -11,19 +13,25 @@ import math
 
 import numpy as np
 
-from volprobe.controls.base import (Control, ControlContext, ControlError, ControlledInput, ExcludedItem, case_key,
-                                    patient_of, register_control)
+from volprobe.controls.base import (CONTROLS, Control, ControlContext, ControlError, ControlledInput, ExcludedItem,
+                                    register_control)
 from volprobe.errors import FormatError
 from volprobe.items import Item
 from volprobe.segmentation.volume import POSITIVE_SIDE, Volume
 
 AIR_HU = -1000
+#: The controls of a standard study, in report order: every built-in control, ``single_slice``
+#: keeping the middle axial slice through the item's structures (so left/right and anterior/posterior
+#: stay visible and only through-plane evidence is removed).
+STANDARD_CONTROLS = ("full", "text_only", "blank", "single_slice:evidence", "shuffled_slices", "swapped_volume",
+                     "mirror_lr", "flip_si", "flip_ap")
 
 
 @register_control
 class Full(Control):
     name = "full"
     statement = "unchanged volume (the reference condition)"
+    reference = True
 
     def apply(self, volume: Volume, item: Item, ctx: ControlContext) -> ControlledInput:
         return self.output(item, volume)
@@ -35,6 +43,7 @@ class TextOnly(Control):
     statement = ("removes the image entirely: the model gets only the text "
                  "(how is the adapter's no_image_mode, recorded with each result)")
     needs_volume = False
+    removes_image = True
 
     def apply(self, volume: Volume | None, item: Item, ctx: ControlContext) -> ControlledInput:
         return self.output(item, None, shared=True)
@@ -44,6 +53,7 @@ class TextOnly(Control):
 class Blank(Control):
     name = "blank"
     statement = "replaces every voxel with air (hu, default -1000 HU), keeping shape and geometry"
+    removes_image = True
     defaults = {"hu": float(AIR_HU)}
     main_parameter = "hu"
 
@@ -189,8 +199,8 @@ class SwappedVolume(Control):
 
     @staticmethod
     def choose_case(item: Item, ctx: ControlContext, seed: int) -> str:
-        patient = patient_of(item)
-        own = case_key(item)
+        patient = item.patient_key
+        own = item.case_key
         candidates = sorted(c for c, p in ctx.cases.items() if p != patient and c != own)
         if not candidates:
             raise ControlError(f"swapped_volume: no case of a patient other than {patient!r} in this run")
@@ -245,3 +255,22 @@ class FlipAP(AxisFlip):
     name = "flip_ap"
     patient_axis = "ap"
     statement = _flip_statement("ap", "posterior", "flips")
+
+
+def counterfactual_axes() -> dict[str, str]:
+    """Registered mirror controls (:class:`AxisFlip`) → the patient axis each mirrors: the counterfactuals
+    whose gold answers a question set carries (built-ins in :data:`STANDARD_CONTROLS` order, then plugins)."""
+    order = [spec.partition(":")[0] for spec in STANDARD_CONTROLS]
+    mirrors = [cls for cls in CONTROLS.classes() if issubclass(cls, AxisFlip)]
+    mirrors.sort(key=lambda cls: (order.index(cls.name) if cls.name in order else len(order), cls.name))
+    return {cls.name: cls.patient_axis for cls in mirrors}
+
+
+def expand_control_specs(specs) -> list[str]:
+    """Control specs with ``standard`` replaced by :data:`STANDARD_CONTROLS` (order kept, repeats dropped)."""
+    out: list[str] = []
+    for spec in specs:
+        for s in (STANDARD_CONTROLS if spec.strip() == "standard" else (spec,)):
+            if s not in out:
+                out.append(s)
+    return out

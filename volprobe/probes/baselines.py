@@ -4,6 +4,8 @@ Every volume-use claim is measured against these. Each is generic over :class:`I
 question sets, ...), answers closed items with one of the item's own options (by *text*, so rotated
 option orders are fine) and open items with a training answer, and is saved to / loaded from one JSON
 file (:func:`save_baseline`, :func:`load_baseline`). Use one as a model: ``--model prior:baseline.json``.
+Kinds are registered by name in :data:`BASELINES` (entry-point group ``volprobe.baselines``, so a plugin
+can add one).
 
 Kinds:
 
@@ -40,24 +42,27 @@ import json
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from volprobe.errors import FormatError, VolprobeError
 from volprobe.items import Item
+from volprobe.manifest import write_manifest
+from volprobe.records import RecordsImport
+from volprobe.registry import Registry
 
-if TYPE_CHECKING:
-    from volprobe.probes.datasets.common import RecordsImport
 
 BASELINE_FORMAT_VERSION = 1
 DEFAULT_MIN_COUNT = 5
 
 
 class Baseline(ABC):
-    """A fitted blind model: ``predict`` returns an option text (closed items) or answer text (open items)."""
+    """A fitted blind model: ``predict`` returns an option text (closed items) or answer text (open items).
 
-    kind: str = ""
+    ``name`` is its kind (``majority``, ...), the registry name and the ``kind`` of its file."""
+
+    name: str = ""
 
     def __init__(self, seed: int = 0, min_count: int = DEFAULT_MIN_COUNT):
         if min_count < 1:
@@ -85,6 +90,10 @@ class Baseline(ABC):
     def load_state(self, state: dict[str, Any]) -> None:
         ...
 
+    @property
+    def kind(self) -> str:
+        return self.name
+
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": BASELINE_FORMAT_VERSION, "kind": self.kind, "seed": self.seed,
                 "min_count": self.min_count, "n_fitted": self.n_fitted, "state": self.state()}
@@ -111,7 +120,7 @@ def _best(counts: Counter | dict[str, int], candidates: Sequence[str] | None) ->
 
 
 class MajorityBaseline(Baseline):
-    kind = "majority"
+    name = "majority"
 
     def fit(self, items: Sequence[Item]) -> "MajorityBaseline":
         counts: dict[str, Counter] = defaultdict(Counter)
@@ -167,7 +176,7 @@ def option_roles(options: Sequence[str]) -> dict[str, str] | None:
 
 
 class HistoryRuleBaseline(Baseline):
-    kind = "history-rule"
+    name = "history-rule"
 
     def __init__(self, seed: int = 0, min_count: int = DEFAULT_MIN_COUNT):
         super().__init__(seed, min_count)
@@ -284,7 +293,7 @@ class _TaskClassifier:
 
 
 class TextClassifierBaseline(Baseline):
-    kind = "text-classifier"
+    name = "text-classifier"
 
     def __init__(self, seed: int = 0, min_count: int = DEFAULT_MIN_COUNT):
         super().__init__(seed, min_count)
@@ -334,27 +343,29 @@ class TextClassifierBaseline(Baseline):
 
 
 # -- registry and files ----------------------------------------------------------------------------------
-BASELINES: dict[str, type[Baseline]] = {
-    MajorityBaseline.kind: MajorityBaseline,
-    HistoryRuleBaseline.kind: HistoryRuleBaseline,
-    TextClassifierBaseline.kind: TextClassifierBaseline,
-}
+#: Every baseline kind by name (entry-point group ``volprobe.baselines``).
+BASELINES: Registry[Baseline] = Registry("baseline kind", "volprobe.baselines")
+for _cls in (MajorityBaseline, HistoryRuleBaseline, TextClassifierBaseline):
+    BASELINES.register(_cls)
 
 
 def fit_baseline(items: Iterable[Item], kind: str, seed: int = 0, min_count: int = DEFAULT_MIN_COUNT) -> Baseline:
-    """Fit a baseline of ``kind`` (one of :data:`BASELINES`) on training items."""
-    if kind not in BASELINES:
-        raise VolprobeError(f"unknown baseline kind {kind!r}; choose one of {', '.join(BASELINES)}")
+    """Fit a baseline of ``kind`` (a name in :data:`BASELINES`) on training items."""
+    cls = BASELINES.get(kind)
     items = list(items)
     if not items:
         raise VolprobeError("cannot fit a baseline on no items")
-    return BASELINES[kind](seed=seed, min_count=min_count).fit(items)
+    return cls(seed=seed, min_count=min_count).fit(items)
 
 
-def save_baseline(baseline: Baseline, path: str | Path) -> Path:
+def save_baseline(baseline: Baseline, path: str | Path, *, command: str = "probe baseline fit",
+                  inputs: Sequence[str | Path] = ()) -> Path:
+    """Write the baseline file and its manifest (``PATH.manifest.json``: inputs, kind, seed, versions)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(baseline.to_dict()) + "\n", encoding="utf-8")
+    write_manifest(path, command, inputs=list(inputs), seed=baseline.seed,
+                   parameters={"kind": baseline.kind, "min_count": baseline.min_count, "n_fitted": baseline.n_fitted})
     return path
 
 
@@ -368,7 +379,7 @@ def load_baseline(path: str | Path) -> Baseline:
         if data.get("format_version") != BASELINE_FORMAT_VERSION:
             raise FormatError(f"{path}: baseline format version {data.get('format_version')}, "
                               f"this volprobe reads {BASELINE_FORMAT_VERSION}")
-        cls = BASELINES[data["kind"]]
+        cls = BASELINES.get(data["kind"])
         baseline = cls(seed=data["seed"], min_count=data["min_count"])
         baseline.n_fitted = data["n_fitted"]
         baseline.load_state(data["state"])
@@ -379,13 +390,14 @@ def load_baseline(path: str | Path) -> Baseline:
     return baseline
 
 
-def evaluate_baseline(baseline: Baseline, items: Sequence[Item], model: str = "prior") -> "RecordsImport":
-    """Answer ``items`` with ``baseline`` and score them: one ``full``-control record per item."""
-    from volprobe.probes.datasets.common import RecordsImport
-    from volprobe.probes.models.prior import format_answer
+def evaluate_baseline(baseline: Baseline, items: Sequence[Item], model: str, control: str,
+                      control_facts: dict[str, Any] | None = None) -> RecordsImport:
+    """Answer ``items`` with ``baseline`` and score them: one record per item under ``control`` (the
+    reference condition: a blind baseline reads no image, so every control gives the same answers)."""
     from volprobe.probes.scoring.answers import record_from_output
 
     answers = baseline.predict_many(items)
-    records = [record_from_output(it, model, format_answer(it, a), seed=baseline.seed,
-                                  generation={"baseline_kind": baseline.kind}) for it, a in zip(items, answers)]
+    records = [record_from_output(it, model, it.as_output(a), control=control, control_facts=control_facts,
+                                  seed=baseline.seed, generation={"baseline_kind": baseline.kind})
+               for it, a in zip(items, answers)]
     return RecordsImport(records=records, source=f"{baseline.kind} baseline")

@@ -16,9 +16,9 @@ from volprobe.stats.settings import ReportSettings
 
 def baseline_control(panel: Panel, m: int, control: str, reference: str) -> int | None:
     """A blind baseline's records for ``control``: its own if it ran it, else those under the
-    reference, else text_only, else its first control."""
+    reference, else under a control without the image, else its first control."""
     have = [c for c in range(len(panel.controls)) if panel.present[m, c].any()]
-    for name in (control, reference, "text_only"):
+    for name in (control, reference, *panel.no_image):
         if name in panel.controls and panel.controls.index(name) in have:
             return panel.controls.index(name)
     return have[0] if have else None

@@ -5,7 +5,7 @@ Tables (one row per model × control × group unless stated):
 - ``accuracy``: n, accuracy with a Wilson CI, error/unparseable/refusal counts, the test against
   chance (exact binomial, or Poisson-binomial when chance varies) and, for evaluated models, the
   one-sided binomial test against the strongest blind baseline's accuracy on the same items.
-- ``paired``: reference (``full``) vs each other control of a model, on the items answered under
+- ``paired``: the reference control (``full``) vs each other control of a model, on the items answered under
   both: exact McNemar with the discordant counts, the accuracy change with a cluster-bootstrap CI,
   the flip rate, and for counterfactual controls the tracking rate and its test.
 - ``cochran``: Cochran's Q across the reference and every non-counterfactual control of a model.
@@ -19,6 +19,7 @@ All p-values form one family adjusted by Holm (or Benjamini–Hochberg).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +60,11 @@ class Analysis:
 def analyse(panel: Panel, settings: ReportSettings) -> Analysis:
     """Compute every table of the report (see the module docstring)."""
     s = settings
+    if s.reference is None:
+        if panel.reference is None:
+            raise FormatError("no record states which control is the reference condition (records written by an "
+                              f"older volprobe?); pass --reference CONTROL, one of: {', '.join(panel.controls)}")
+        s = dataclasses.replace(s, reference=panel.reference)
     roles = model_roles(panel.models, s.baselines)
     unknown = [b for b in s.baselines if b not in panel.models]
     if unknown:

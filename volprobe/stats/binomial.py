@@ -15,6 +15,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 from scipy import stats
 
+from volprobe.errors import InvalidValueError
 from volprobe.stats.result import TestResult, check_alternative
 
 #: scipy's relative tolerance when collecting "as or less likely" outcomes for two-sided tests.
@@ -137,9 +138,9 @@ def chance_level_codes(chance) -> tuple[np.ndarray, np.ndarray]:
     computed two ways) are one level, represented by their mean."""
     chance = np.asarray(chance, dtype=float).ravel()
     if np.any(np.isnan(chance)):
-        raise ValueError("chance contains NaN (open items have no chance level; drop them first)")
+        raise InvalidValueError("chance contains NaN (open items have no chance level; drop them first)")
     if np.any((chance < 0) | (chance > 1)):
-        raise ValueError("chance levels must lie in [0, 1]")
+        raise InvalidValueError("chance levels must lie in [0, 1]")
     _, code, counts = np.unique(np.round(chance, 12), return_inverse=True, return_counts=True)
     return np.bincount(code, weights=chance) / np.maximum(counts, 1), code
 

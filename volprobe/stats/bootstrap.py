@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from volprobe.errors import InvalidValueError
 from volprobe.stats.result import TestResult
 
 #: Largest weight matrix built at once (cells); larger jobs are done in chunks of resamples.
@@ -152,13 +153,13 @@ def _paired_inputs(x, y, clusters) -> tuple[np.ndarray, np.ndarray, int]:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"paired arrays must be 1-D of equal length, got {x.shape} and {y.shape}")
+        raise InvalidValueError(f"paired arrays must be 1-D of equal length, got {x.shape} and {y.shape}")
     if clusters is None:
         codes = np.arange(x.size)
     else:
         clusters = np.asarray(clusters)
         if clusters.shape != x.shape:
-            raise ValueError(f"clusters has shape {clusters.shape}, the data {x.shape}")
+            raise InvalidValueError(f"clusters has shape {clusters.shape}, the data {x.shape}")
         codes = np.unique(clusters, return_inverse=True)[1]
     k = int(codes.max()) + 1 if codes.size else 0
     diff = cluster_sums(y - x, codes, k)

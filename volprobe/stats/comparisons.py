@@ -14,13 +14,13 @@ from volprobe.stats.groups import Groups
 from volprobe.stats.paired import cochrans_q_test, mcnemar_pvalues
 from volprobe.stats.panel import Panel
 from volprobe.stats.rows import BootstrapColumns, comparison_rows, concat
-from volprobe.stats.settings import NO_IMAGE_CONTROLS, ReportSettings
+from volprobe.stats.settings import ReportSettings
 
 
 def control_kind(control: str, panel: Panel) -> str:
     if control in panel.counterfactual:
         return "counterfactual"
-    if control in NO_IMAGE_CONTROLS:
+    if control in panel.no_image:
         return "no image"
     return "degraded image"
 

@@ -12,7 +12,6 @@ Counts per group for many item masks at once are one sparse product ``membership
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from volprobe.errors import InvalidValueError
+from volprobe.seeding import seed_sequence
 from volprobe.stats.bootstrap import RatioBootstrap, bootstrap_ratio, sign_flip_pvalues
 
 GROUPINGS = ("task", "category", "subtask", "evidence", "prior_fixed")
@@ -29,7 +30,7 @@ def check_groupings(by) -> tuple[str, ...]:
     by = tuple(dict.fromkeys(by))
     unknown = [b for b in by if b not in GROUPINGS]
     if unknown:
-        raise ValueError(f"cannot group by {unknown}; choose from {GROUPINGS}")
+        raise InvalidValueError(f"cannot group by {unknown}; choose from {GROUPINGS}")
     return by
 
 
@@ -64,7 +65,7 @@ class Groups:
         columns (items × J); returns (low, high, se, p) arrays (groups × J), where p holds two-sided
         cluster sign-flip p-values of ``num`` for the columns flagged in ``permute`` (NaN elsewhere).
 
-        Each group resamples its own clusters with the seed ``[seed, crc32(grouping), crc32(group)]``,
+        Each group resamples its own clusters with the seed :func:`~volprobe.seeding.seed_sequence` ``(seed, grouping, group)``,
         so its numbers do not depend on what else is in the report."""
         n_groups, n_cols = len(self.labels), num.shape[1]
         low, high, se, p = (np.full((n_groups, n_cols), np.nan) for _ in range(4))
@@ -77,7 +78,7 @@ class Groups:
             k = int(codes.max()) + 1
             to_clusters = sparse.csr_matrix((np.ones(items.size), (codes, np.arange(items.size))), shape=(k, items.size))
             cluster_num, cluster_den = to_clusters @ num[items], to_clusters @ den[items]
-            key = [seed, zlib.crc32(grouping.encode()), zlib.crc32(group.encode())]
+            key = seed_sequence(seed, grouping, group)
             boot: RatioBootstrap = bootstrap_ratio(cluster_num, cluster_den, n_boot=n_boot, seed=key, alpha=alpha)
             low[t], high[t], se[t] = boot.low, boot.high, boot.se
             if permute.any():

@@ -33,6 +33,10 @@ from volprobe.jsonio import parse_json_object
 STRING_FIELDS = ("item_id", "model", "control", "gold", "case", "patient", "task", "subtask", "category",
                  "answer_type", "parsed", "gold_original", "error")
 BOOL_FIELDS = ("correct", "unparseable", "refused", "prior_fixed")
+#: What each control states about itself (``RunRecord.control_facts``), read as ``fact:<name>`` columns.
+FACT_FIELDS = (("reference", pa.bool_()), ("removes_image", pa.bool_()), ("needs_volume", pa.bool_()),
+               ("changes_gold", pa.bool_()), ("patient_axis", pa.string()))
+FACT_PREFIX = "fact:"
 REQUIRED_FIELDS = ("item_id", "model", "control", "gold", "correct")
 OPEN_TYPES = ("open", "numeric")
 #: Column-name prefix of continuous scores (``score:token_f1``).
@@ -61,12 +65,26 @@ class RecordTable:
     ``frame`` columns: the string fields as pandas categoricals; ``correct``, ``unparseable``,
     ``refused`` (bool); ``chance`` (float, NaN for open items); ``evidence`` (axes joined by '+',
     sorted, ``none`` when empty); ``prior_fixed`` (``prior-fixed`` | ``not prior-fixed``; missing if unknown);
-    ``source`` (index into ``sources``); ``score:<name>`` (float, NaN where absent).
+    ``source`` (index into ``sources``); ``score:<name>`` (float, NaN where absent); ``fact:<name>`` (the
+    record's control facts, missing where the record states none).
     """
 
     frame: pd.DataFrame
     sources: list[str]
     runs: list[RunInfo] = field(default_factory=list)
+
+    def control_order(self) -> list[str]:
+        """Control labels in the order the runs' manifests list them (runs in the given order), for reports."""
+        order: list[str] = []
+        for run in self.runs:
+            manifest = run.manifest or {}
+            sections = manifest.get("runs") or ([manifest["run"]] if isinstance(manifest.get("run"), dict) else [])
+            for section in sections:
+                for described in (section.get("identity") or {}).get("controls") or []:
+                    label = described.get("label") if isinstance(described, dict) else None
+                    if isinstance(label, str) and label not in order:
+                        order.append(label)
+        return order
 
 
 def find_record_files(path: str | Path) -> list[Path]:
@@ -114,7 +132,8 @@ SCHEMA = pa.schema(
     [("format_version", pa.int64())]
     + [(name, pa.string()) for name in STRING_FIELDS]
     + [(name, pa.bool_()) for name in BOOL_FIELDS]
-    + [("chance", pa.float64()), ("evidence_axes", pa.list_(pa.string()))]
+    + [("chance", pa.float64()), ("evidence_axes", pa.list_(pa.string())),
+       ("control_facts", pa.struct(list(FACT_FIELDS)))]
 )
 
 
@@ -208,6 +227,12 @@ def _read_careful(lines: "_LineIndex", path: Path):
         axes = record.get("evidence_axes")
         if axes is not None and (not isinstance(axes, list) or not all(isinstance(a, str) for a in axes)):
             raise FormatError(f"{where}: field 'evidence_axes' must be a list of axis names, got {axes!r}")
+        facts = record.get("control_facts")
+        if facts is not None and (not isinstance(facts, dict) or any(
+                facts.get(name) is not None and not isinstance(facts.get(name), bool if kind == pa.bool_() else str)
+                for name, kind in FACT_FIELDS)):
+            raise FormatError(f"{where}: field 'control_facts' must map {', '.join(n for n, _ in FACT_FIELDS)} to "
+                              f"true/false (patient_axis: an axis name or null), got {facts!r}")
         if record.get("format_version", RECORD_FORMAT_VERSION) != RECORD_FORMAT_VERSION:
             raise FormatError(f"{where}: record format version {record['format_version']}")
         rows.append({name: record.get(name) for name in SCHEMA.names})
@@ -277,7 +302,10 @@ def _to_frame(tables: list) -> pd.DataFrame:
     table = pa.concat_tables(tables, promote_options="default")
     evidence = pc.binary_join(table.column("evidence_axes"), "+")
     prior = pc.if_else(table.column("prior_fixed"), "prior-fixed", "not prior-fixed")  # null stays null
-    table = table.drop_columns(["evidence_axes", "prior_fixed", "format_version"])
+    facts = table.column("control_facts")
+    for name, _kind in FACT_FIELDS:
+        table = table.append_column(FACT_PREFIX + name, pc.struct_field(facts, name))
+    table = table.drop_columns(["evidence_axes", "prior_fixed", "format_version", "control_facts"])
     for name in ("unparseable", "refused"):
         table = table.set_column(table.schema.get_field_index(name), name, pc.fill_null(table.column(name), False))
     table = table.append_column("evidence", evidence).append_column("prior_fixed", prior)

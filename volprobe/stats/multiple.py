@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from volprobe.errors import InvalidValueError
+
 #: report option → (statsmodels method name, words for tables)
 CORRECTIONS = {"holm": ("holm", "Holm"), "fdr_bh": ("fdr_bh", "Benjamini-Hochberg")}
 
@@ -19,7 +21,7 @@ def correction_label(method: str) -> str:
 
 def check_correction(method: str) -> str:
     if method not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {sorted(CORRECTIONS)}, not {method!r}")
+        raise InvalidValueError(f"correction must be one of {sorted(CORRECTIONS)}, not {method!r}")
     return method
 
 

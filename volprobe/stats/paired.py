@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from volprobe.errors import InvalidValueError
 from volprobe.stats.result import TestResult, check_alternative
 
 
@@ -50,7 +51,7 @@ def mcnemar_test(correct_a, correct_b, alternative: str = "two-sided") -> TestRe
     a = np.asarray(correct_a, dtype=bool)
     bb = np.asarray(correct_b, dtype=bool)
     if a.shape != bb.shape:
-        raise ValueError(f"paired arrays differ in length: {a.shape} vs {bb.shape}")
+        raise InvalidValueError(f"paired arrays differ in length: {a.shape} vs {bb.shape}")
     return mcnemar_from_counts(int((a & ~bb).sum()), int((~a & bb).sum()), int(a.size), alternative)
 
 
@@ -100,7 +101,7 @@ def cochrans_q_test(correct, conditions: list[str] | None = None) -> TestResult:
 
     x = np.asarray(correct, dtype=float)
     if x.ndim != 2 or x.shape[1] < 2:
-        raise ValueError(f"need an (items x conditions) matrix with at least 2 conditions, got shape {x.shape}")
+        raise InvalidValueError(f"need an (items x conditions) matrix with at least 2 conditions, got shape {x.shape}")
     row = x.sum(axis=1)
     informative = (row > 0) & (row < x.shape[1])
     if informative.sum() == 0:

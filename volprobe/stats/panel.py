@@ -8,7 +8,12 @@ records they came from):
   prior flag across all records (nulls do not conflict): otherwise the records come from
   different item sets that reuse ids;
 - an item has one gold answer under every non-counterfactual control, and under a counterfactual
-  control one (transformed) gold across models whose ``gold_original`` is that reference gold.
+  control one (transformed) gold across models whose ``gold_original`` is that reference gold;
+- a control states the same facts (``RunRecord.control_facts``) in every record.
+
+What each control is comes from those facts, never from its name: the reference condition
+(``reference``), the conditions without the image (``removes_image``; those with no image input at all
+first), and the counterfactuals (``changes_gold``, or any control under which some gold answer moved).
 """
 
 from __future__ import annotations
@@ -19,13 +24,8 @@ import numpy as np
 import pandas as pd
 
 from volprobe.errors import FormatError
-from volprobe.stats.load import SCORE_PREFIX, RecordTable
+from volprobe.stats.load import FACT_FIELDS, FACT_PREFIX, SCORE_PREFIX, RecordTable
 
-#: Counterfactual controls by name (records also mark one by gold != gold_original).
-COUNTERFACTUAL_CONTROLS = ("mirror_lr", "flip_si", "flip_ap")
-#: Known controls in report order; others follow alphabetically.
-CONTROL_ORDER = ("full", "text_only", "blank", "single_slice", "shuffled_slices", "swapped_volume",
-                 "mirror_lr", "flip_si", "flip_ap")
 ITEM_ATTRIBUTES = ("task", "subtask", "category", "answer_type", "case", "patient", "evidence", "prior_fixed")
 
 
@@ -47,6 +47,9 @@ class Panel:
     ``answer``/``gold``/``gold_original``: codes into ``answers`` (-1: none). ``items`` is the item
     table (index = item code) with ``item_id``, the item attributes, ``chance``, ``gold`` (the
     untransformed gold code) and ``cluster`` (patient, else case, else the item itself).
+    ``control_facts``: per control, the facts its records state; ``reference``: the control stated to be
+    the reference (None when no record says); ``no_image``: the controls that remove the image, those
+    with no image input first; ``counterfactual``: controls whose gold may change.
     """
 
     models: list[str]
@@ -63,6 +66,9 @@ class Panel:
     gold_original: np.ndarray
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     counterfactual: set[str] = field(default_factory=set)
+    control_facts: dict[str, dict] = field(default_factory=dict)
+    reference: str | None = None
+    no_image: list[str] = field(default_factory=list)
     cluster_level: str = "patient"
     errors: pd.DataFrame | None = None
 
@@ -77,8 +83,16 @@ def build_panel(table: RecordTable) -> Panel:
     for name in ("item_id", "model", "control"):
         f[name] = f[name].cat.remove_unused_categories()
     models = _appearance_order(f["model"], f["source"])
-    controls = sorted(f["control"].cat.categories, key=lambda c: (CONTROL_ORDER.index(c) if c in CONTROL_ORDER
-                                                                   else len(CONTROL_ORDER), c))
+    facts = _control_facts(f, table.sources)
+    references = [c for c, d in facts.items() if d.get("reference")]
+    if len(references) > 1:
+        raise FormatError(f"records name {len(references)} controls as the reference condition ({', '.join(references)}); "
+                          "a report compares with one: report them separately")
+    order = table.control_order()  # as the runs' manifests list them, else as the records first name them
+    codes, first_row = np.unique(f["control"].cat.codes.to_numpy(), return_index=True)
+    first_seen = {f["control"].cat.categories[c]: r for c, r in zip(codes, first_row)}
+    controls = sorted(f["control"].cat.categories, key=lambda c: (c not in references, order.index(c) if c in order
+                                                                  else len(order), first_seen[c]))
     m_code = _recode(f["model"], models)
     c_code = _recode(f["control"], controls)
     i_code = f["item_id"].cat.codes.to_numpy().astype(np.int64)
@@ -92,7 +106,7 @@ def build_panel(table: RecordTable) -> Panel:
     answers = f["gold"].cat.categories.union(f["parsed"].cat.categories).union(f["gold_original"].cat.categories)
     gold = _codes(f["gold"], answers)
     gold_original = _codes(f["gold_original"], answers)
-    counterfactual = set(COUNTERFACTUAL_CONTROLS) & set(controls)
+    counterfactual = {c for c in controls if facts[c].get("changes_gold")}
     moved = (gold_original >= 0) & (gold >= 0) & (gold != gold_original)
     counterfactual |= {controls[c] for c in np.unique(c_code[moved])}
     is_cf = np.isin(c_code, [controls.index(c) for c in counterfactual])
@@ -135,11 +149,37 @@ def build_panel(table: RecordTable) -> Panel:
         gold=dense(gold, -1, np.int32), gold_original=dense(gold_original, -1, np.int32),
         scores={c[len(SCORE_PREFIX):]: dense(f[c].to_numpy(dtype=float), np.nan, float)
                 for c in f.columns if c.startswith(SCORE_PREFIX)},
-        counterfactual=counterfactual, cluster_level=_cluster_level(items), errors=errors,
+        counterfactual=counterfactual, control_facts=facts, reference=references[0] if references else None,
+        no_image=sorted((c for c in controls if facts[c].get("removes_image")),
+                        key=lambda c: (facts[c].get("needs_volume") is not False, controls.index(c))),
+        cluster_level=_cluster_level(items), errors=errors,
     )
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _control_facts(f: pd.DataFrame, sources: list[str]) -> dict[str, dict]:
+    """Per control label: the facts its records state (missing ones left out); disagreement is an error."""
+    out: dict[str, dict] = {str(c): {} for c in f["control"].cat.categories}
+    for name, _kind in FACT_FIELDS:
+        column = f[FACT_PREFIX + name]
+        stated = column.notna()
+        if not stated.any():
+            continue
+        values = pd.DataFrame({"control": f["control"][stated], "value": column[stated].astype(str)})
+        counts = values.groupby("control", observed=True)["value"].nunique()
+        for control in counts.index[counts > 1]:
+            rows = values[values["control"] == control].drop_duplicates("value")
+            where = [sources[int(f["source"].loc[i])] for i in rows.index[:2]]
+            raise FormatError(f"control {control!r} is stated with {name} = {', '.join(rows['value'].tolist())} in "
+                              f"different records ({' and '.join(where)}): records from different volprobe versions "
+                              "or a plugin control that shares a name?")
+        first = column[stated].groupby(f["control"][stated], observed=True).first()
+        for control, value in first.items():
+            out[str(control)][name] = value
+    return out
+
 
 
 def _appearance_order(models: pd.Series, source: pd.Series) -> list[str]:

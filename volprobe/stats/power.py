@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from volprobe.errors import InvalidValueError
 from volprobe.stats.result import check_alternative
 
 
@@ -194,6 +195,6 @@ def minimum_detectable_drop(n: int, discordance: float, alpha: float = 0.05, pow
     """Plan a study: the accuracy drop (full vs a control) detectable with ``n`` items when a share
     ``discordance`` of items is answered right under one condition and wrong under the other."""
     if not 0 <= discordance <= 1:
-        raise ValueError(f"discordance must lie in [0, 1], got {discordance}")
+        raise InvalidValueError(f"discordance must lie in [0, 1], got {discordance}")
     return PowerResult(n=n, discordance=discordance, alpha=alpha, power=power, alternative=alternative,
                        mde=mde_mcnemar(n, discordance, alpha, power, alternative))

@@ -92,7 +92,7 @@ def make_report(runs: Sequence[str | Path], out: str | Path, settings: ReportSet
             timer.lap("figures")
         described = hashing.result()
     files.append(write_manifest(
-        out, command, seed=settings.seed, parameters=settings.to_dict(),
+        out, command, seed=settings.seed, parameters=analysis.settings.to_dict(),
         input_hashes={d["path"]: d["sha256"] for d in described},
         extra={"runs": [r.to_dict() for r in records.runs], "input_files": described,
                "outputs": [str(f.relative_to(out)) for f in files]}))

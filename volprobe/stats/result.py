@@ -6,12 +6,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from volprobe.errors import InvalidValueError
+
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
 def check_alternative(alternative: str) -> str:
     if alternative not in ALTERNATIVES:
-        raise ValueError(f"alternative must be one of {ALTERNATIVES}, not {alternative!r}")
+        raise InvalidValueError(f"alternative must be one of {ALTERNATIVES}, not {alternative!r}")
     return alternative
 
 

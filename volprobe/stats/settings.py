@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from volprobe.errors import InvalidValueError
 from volprobe.stats.multiple import check_correction
 from volprobe.stats.panel import is_baseline_name, is_random_name
 from volprobe.stats.result import check_alternative
-
-#: Controls that remove the image: the verdict's "without the volume" (the first one a model has).
-NO_IMAGE_CONTROLS = ("text_only", "blank")
 
 
 @dataclass
@@ -19,7 +17,8 @@ class ReportSettings:
     Attributes:
         alpha: significance level; CIs are (1 − alpha).
         correction: ``holm`` or ``fdr_bh`` over every test in the report.
-        reference: the control every other control is compared with.
+        reference: the control every other control is compared with (None: the one whose records
+            state that it is the reference condition).
         by: groupings (see :mod:`volprobe.stats.groups`); the group ``all`` is always there.
         baselines: extra blind-baseline model names (``prior`` and ``prior:*`` always are).
         pairwise_controls: controls under which models are compared with each other (default: reference).
@@ -34,7 +33,7 @@ class ReportSettings:
 
     alpha: float = 0.05
     correction: str = "holm"
-    reference: str = "full"
+    reference: str | None = None
     by: tuple[str, ...] = ()
     baselines: tuple[str, ...] = ()
     pairwise_controls: tuple[str, ...] = ()
@@ -54,7 +53,7 @@ class ReportSettings:
         check_correction(self.correction)
         check_alternative(self.chance_alternative)
         if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha}")
+            raise InvalidValueError(f"alpha must lie in (0, 1), got {self.alpha}")
         self.by, self.baselines, self.pairwise_controls = tuple(self.by), tuple(self.baselines), \
             tuple(self.pairwise_controls)
 

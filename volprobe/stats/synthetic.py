@@ -6,6 +6,12 @@ volume* answers from the image when it has one (accuracy ``accuracy``, with a pe
 effect so that questions about one patient are correlated) and from the text otherwise; a model
 that does *not* use the volume gives its text-only answer under every control.
 
+Controls are given as objects with a ``label`` and ``facts()`` (:class:`volprobe.controls.Control`
+instances, or :class:`SyntheticControl`); the simulation reacts to what the facts say: a control that
+removes the image gets the text-only answer, a counterfactual along a patient axis transforms the gold of
+the items on that axis (open items excluded), the reference is read intact, and any other control leaves
+part of the evidence (half the answers fall back on the text). The facts are written into every record.
+
 Items mix 2-option laterality (``lr``), superior/inferior (``si``), 3-option anterior/posterior
 (``ap``), 4-option questions with no axis, and open questions (continuous ``token_f1`` score,
 left out of counterfactual controls as "not transformable").
@@ -14,23 +20,32 @@ left out of counterfactual controls as "not transformable").
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from volprobe.seeding import seed_sequence
 from volprobe.records import RECORD_FORMAT_VERSION
 
-DEFAULT_CONTROLS = ("full", "text_only", "blank", "single_slice", "shuffled_slices", "mirror_lr", "flip_si")
-ALL_CONTROLS = ("full", "text_only", "blank", "single_slice", "shuffled_slices", "swapped_volume", "mirror_lr",
-                "flip_si", "flip_ap")
-#: control → (axis it mirrors); these transform the gold answer of items on that axis.
-COUNTERFACTUAL_AXIS = {"mirror_lr": "lr", "flip_si": "si", "flip_ap": "ap"}
-#: controls that remove the image entirely / keep part of it.
-NO_IMAGE_CONTROLS = ("text_only", "blank")
-PARTIAL_CONTROLS = ("single_slice", "shuffled_slices")
+
+
+@dataclass(frozen=True)
+class SyntheticControl:
+    """A control as the simulation and the records see it: its label and its facts (the keys of
+    :meth:`volprobe.controls.Control.facts`)."""
+
+    label: str
+    reference: bool = False
+    removes_image: bool = False
+    needs_volume: bool = True
+    changes_gold: bool = False
+    patient_axis: str | None = None
+
+    def facts(self) -> dict:
+        return {"reference": self.reference, "removes_image": self.removes_image, "needs_volume": self.needs_volume,
+                "changes_gold": self.changes_gold, "patient_axis": self.patient_axis}
 
 # kind → (options, evidence axes, task, subtask, category, option permutation of the counterfactual)
 _KINDS = {
@@ -101,14 +116,14 @@ def synthetic_items(n_items: int, n_patients: int, seed: int = 0,
 
 
 def _rng(seed: int, *keys: str) -> np.random.Generator:
-    return np.random.default_rng([seed] + [zlib.crc32(k.encode()) for k in keys])
+    return np.random.default_rng(seed_sequence(seed, *keys))
 
 
-def _gold_under(items: SyntheticItems, control: str) -> tuple[np.ndarray, np.ndarray]:
-    """(gold option index under ``control``, item included in the control)."""
+def _gold_under(items: SyntheticItems, facts: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(gold option index under a control with these facts, item included in the control)."""
     gold = items.gold.copy()
     included = np.ones(items.n, dtype=bool)
-    axis = COUNTERFACTUAL_AXIS.get(control)
+    axis = facts.get("patient_axis") if facts.get("changes_gold") else None
     if axis is None:
         return gold, included
     for k, name in enumerate(_KIND_NAMES):
@@ -121,7 +136,7 @@ def _gold_under(items: SyntheticItems, control: str) -> tuple[np.ndarray, np.nda
     return gold, included
 
 
-def _answers(model: SyntheticModel, items: SyntheticItems, control: str, gold: np.ndarray, seed: int):
+def _answers(model: SyntheticModel, items: SyntheticItems, control: str, facts: dict, gold: np.ndarray, seed: int):
     """(chosen option index, open-item score in [0, 1]) per item."""
     n_options = np.array([max(len(_KINDS[k][0]), 1) for k in _KIND_NAMES])[items.kind]
     is_open = items.gold < 0
@@ -137,7 +152,7 @@ def _answers(model: SyntheticModel, items: SyntheticItems, control: str, gold: n
     if model.random:
         rng = _rng(seed, model.name, control)
         return (rng.random(items.n) * n_options).astype(int), rng.random(items.n)
-    if not model.uses_volume or control in NO_IMAGE_CONTROLS:
+    if not model.uses_volume or facts.get("removes_image"):
         return blind, blind_score
     rng = _rng(seed, model.name, control)
     codes = np.unique(items.patient, return_inverse=True)[1]
@@ -146,18 +161,20 @@ def _answers(model: SyntheticModel, items: SyntheticItems, control: str, gold: n
     p_right = 1 / (1 + np.exp(-logit))
     reading = pick(rng, rng.random(items.n) < p_right, gold)
     reading_score = np.clip(rng.beta(8, 2, items.n) * p_right / model.accuracy, 0, 1)
-    if control == "swapped_volume":  # another patient's anatomy: the reading no longer fits the question
-        return (rng.random(items.n) * n_options).astype(int), rng.beta(2, 5, items.n)
-    if control in PARTIAL_CONTROLS:  # part of the evidence: half the time the model falls back on the text
+    if not facts.get("reference") and not facts.get("changes_gold"):  # part of the evidence: half the time
+        # the model falls back on the text
         use_image = rng.random(items.n) < 0.5
         return np.where(use_image, reading, blind), np.where(use_image, reading_score, blind_score)
     return reading, np.where(is_open, reading_score, 0.0)
 
 
-def synthetic_record_lines(model: SyntheticModel, items: SyntheticItems, control: str, seed: int = 0) -> list[str]:
-    """The JSON Lines of one model under one control (RunRecord format)."""
-    gold, included = _gold_under(items, control)
-    answer, score = _answers(model, items, control, gold, seed)
+def synthetic_record_lines(model: SyntheticModel, items: SyntheticItems, control, seed: int = 0) -> list[str]:
+    """The JSON Lines of one model under one control (an object with ``label`` and ``facts()``; RunRecord format)."""
+    facts = dict(control.facts())
+    label = control.label
+    gold, included = _gold_under(items, facts)
+    answer, score = _answers(model, items, label, facts, gold, seed)
+    control = label
     rng = _rng(seed, model.name, control, "outcomes")
     u = rng.random(items.n)
     error = u < model.error_rate
@@ -166,9 +183,9 @@ def synthetic_record_lines(model: SyntheticModel, items: SyntheticItems, control
     latency = rng.gamma(4, 0.05, items.n)
     hashes = rng.integers(0, 2**63, (items.n, 4))
     block = json.dumps({
-        "control": control, "control_seed": seed, "control_params": {"slice": "middle"} if control == "single_slice" else {},
+        "control": control, "control_seed": seed, "control_params": {}, "control_facts": facts,
         "model": model.name, "model_revision": "synthetic", "seed": seed,
-        "no_image_mode": "no image token" if control == "text_only" else None,
+        "no_image_mode": "no image token" if not facts.get("needs_volume", True) else None,
         "generation": {"do_sample": False, "max_new_tokens": 64},
     })[1:-1]
     lines = []
@@ -208,8 +225,11 @@ def synthetic_record_lines(model: SyntheticModel, items: SyntheticItems, control
 
 
 def write_synthetic_runs(root: str | Path, models: Sequence[SyntheticModel], items: SyntheticItems,
-                         controls: Sequence[str] = DEFAULT_CONTROLS, seed: int = 0, shards: int = 1) -> list[Path]:
-    """Write ``root/<model>/records[-i].jsonl`` and a manifest per model; returns the run directories."""
+                         controls: Sequence, seed: int = 0, shards: int = 1) -> list[Path]:
+    """Write ``root/<model>/records[-i].jsonl`` and a manifest per model; returns the run directories.
+
+    ``controls``: objects with ``label`` and ``facts()`` (:class:`volprobe.controls.Control`,
+    :class:`SyntheticControl`), in report order."""
     from volprobe.manifest import write_manifest
 
     runs = []
@@ -222,6 +242,7 @@ def write_synthetic_runs(root: str | Path, models: Sequence[SyntheticModel], ite
             with open(run / name, "w", encoding="utf-8") as fh:
                 fh.writelines(lines[s::shards])
         write_manifest(run, "synthetic run (volprobe.stats.synthetic)", seed=seed,
-                       parameters={"model": vars(model), "controls": list(controls), "items": items.n})
+                       parameters={"model": vars(model), "controls": [c.label for c in controls], "items": items.n},
+                       extra={"run": {"identity": {"controls": [{"label": c.label, **c.facts()} for c in controls]}}})
         runs.append(run)
     return runs

@@ -1,6 +1,7 @@
 """The volume-reliance verdict: a plain-language answer per model and group, with its basis.
 
-Rule (reference = ``full``; "without the volume" = ``text_only``, else ``blank``):
+Rule (reference = the reference control, ``full``; "without the volume" = a control that removes the image
+as its records state, preferring one with no image input at all, ``text_only``, over an empty image, ``blank``):
 
 - **uses the volume** — accuracy is lower without the volume, the exact McNemar test is
   significant after the report's correction, *and* the cluster-bootstrap CI of the change
@@ -20,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from volprobe.stats.analysis import Analysis
-from volprobe.stats.settings import NO_IMAGE_CONTROLS
 from volprobe.stats.multiple import correction_label
 from volprobe.stats.result import format_p
 from volprobe.stats.tables import pct, signed
@@ -53,9 +53,9 @@ def _row(table: pd.DataFrame, **match):
     return None if hits.empty else hits.iloc[0]
 
 
-def _main(row, corr: str) -> tuple[str, str]:
+def _main(row, corr: str, reference: str) -> tuple[str, str]:
     if row is None:
-        return "not assessed", "not assessed: no text_only or blank control paired with full"
+        return "not assessed", f"not assessed: no control without the image paired with {reference}"
     change = f"{_pts(row.change)} points {_ci(row)} without it"
     test = f"McNemar {_p(row.p_mcnemar_adj)} ({corr})"
     if row.p_mcnemar_significant and row.ci_high < 0:
@@ -133,13 +133,13 @@ def verdicts(a: Analysis) -> pd.DataFrame:
         if not a.settings.assessed(role):
             continue
         controls = [] if a.paired.empty else list(a.paired.loc[a.paired["model"] == model, "control"].unique())
-        primary = next((c for c in NO_IMAGE_CONTROLS if c in controls), None)
+        primary = next((c for c in a.panel.no_image if c in controls), None)
         for grouping, group in a.groups.labels:
             key = {"model": model, "grouping": grouping, "group": group}
             main = _row(a.paired, control=primary, **key) if primary else None
             if main is None and grouping != "all" and _row(a.accuracy, **key) is None:
                 continue
-            verdict, sentence = _main(main, corr)
+            verdict, sentence = _main(main, corr, a.settings.reference)
             leak, leak_text = _leakage(_row(a.accuracy, control=primary, **key) if primary else None, corr)
             group_rows = a.paired[(a.paired["model"] == model) & (a.paired["grouping"] == grouping)
                                   & (a.paired["group"] == group)] if not a.paired.empty else a.paired

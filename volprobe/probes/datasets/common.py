@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterator, Sequence
 
 from volprobe.errors import FormatError, VolprobeWarning
-from volprobe.items import Item
-from volprobe.records import RunRecord
+from volprobe.items import Item, write_items
+from volprobe.manifest import write_manifest
 
 #: File endings of volumes that can be matched by name (longest first, so ``.nii.gz`` beats ``.gz``).
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy", ".nrrd", ".mha", ".mhd")
@@ -149,23 +148,14 @@ class ImportResult:
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
-
-@dataclass
-class RecordsImport:
-    """Records read from another harness's file, with what could not be used."""
-
-    records: list[RunRecord]
-    source: str
-    warnings: list[str] = field(default_factory=list)
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        warnings.warn(message, VolprobeWarning, stacklevel=3)
-
-    def __str__(self) -> str:
-        models = sorted({r.model for r in self.records})
-        lines = [f"{len(self.records)} records from {self.source} (models: {', '.join(models) or 'none'})"]
-        return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
+    def write(self, out: str | Path, command: str, inputs: Sequence[str | Path] = (),
+              parameters: dict | None = None) -> int:
+        """Write the items (JSON Lines) and their manifest (counts, missing volumes, warnings); returns the count."""
+        n = write_items(self.items, out)
+        write_manifest(out, command, inputs=list(inputs), parameters=parameters or {},
+                       extra={"counts": self.counts, "missing_volumes": len(self.missing_volumes),
+                              "warnings": self.warnings})
+        return n
 
 
 #: Cell values that mean "nothing here" in benchmark CSVs.
@@ -175,17 +165,6 @@ PLACEHOLDERS = frozenset({"", "-", "—", "–"})
 def header_key(name: str) -> str:
     """Column name for matching: ``Choice_A`` → ``choice a``; ``AnswerChoice`` → ``answerchoice``."""
     return " ".join(name.replace("_", " ").strip().lower().split())
-
-
-def iter_json_lines(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, Any]]:
-    """``(line number, parsed value)`` of each non-blank JSON Lines line; bad JSON names file and line."""
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
 
 
 def iter_csv_rows(path: str | Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:

@@ -1,6 +1,6 @@
 """CT-SpatialVQA (CT-RATE validation volumes): free-text spatial QA as open items with categories.
 
-Inputs (``shared/docs/benchmark-formats.md``):
+Inputs (as the CT-SpatialVQA release ships them):
 
 - the main file, JSON Lines: ``{"case_id", "image_path", "question", "answer"}`` per line (a JSON list of
   such objects works too);
@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from volprobe.errors import FormatError
-from volprobe.probes.datasets.common import (ImportResult, iter_json_lines, missing_volumes_message,
+from volprobe.probes.datasets.common import (ImportResult, missing_volumes_message,
                                                parse_ctrate_name, resolve_volumes, strip_volume_suffix)
+from volprobe.jsonio import iter_json_lines
 from volprobe.items import Item
 from volprobe.probes.scoring.answers import normalize_answer
 

@@ -10,40 +10,29 @@
   with a warning; empty cells mean "not judged" and give no record.
 
 Both give :class:`~volprobe.records.RunRecord` objects with ``model`` = the given name or the
-column name and ``control='full'``; :func:`write_records` saves them as JSON Lines for ``volprobe.stats``.
+column name, under the reference control; :func:`~volprobe.records.write_records` saves them as JSON Lines for ``volprobe.stats``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
+from volprobe.controls import reference_control
 from volprobe.errors import FormatError
-from volprobe.probes.datasets.common import (RecordsImport, first_few, iter_csv_rows, iter_json_lines,
+from volprobe.probes.datasets.common import (first_few, iter_csv_rows,
                                                parse_ctrate_name, strip_volume_suffix)
 from volprobe.probes.datasets.ctspatialvqa import TASK as CTSPATIAL_TASK
 from volprobe.probes.datasets.ctspatialvqa import question_key
+from volprobe.jsonio import iter_json_lines
 from volprobe.items import Item
-from volprobe.records import RunRecord
+from volprobe.records import RecordsImport, RunRecord
 from volprobe.probes.scoring.answers import Scored, normalize_answer, record_from_output
 
 #: Judge fraction at or above which an answer counts as correct (a majority of judges).
 JUDGE_THRESHOLD = 0.5
 _QID = re.compile(r"^(?P<case>.+)::(?P<index>\d+)$")
-
-
-def write_records(records: Iterable[RunRecord], path: str | Path) -> int:
-    """Write records as JSON Lines (the run-record format ``volprobe.stats`` reads); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
-            n += 1
-    return n
 
 
 def _qid_key(question_id: str) -> tuple[str, int] | None:
@@ -80,8 +69,9 @@ class _ItemIndex:
         return None
 
 
-def import_predictions(path: str | Path, items: Sequence[Item], model: str, control: str = "full") -> RecordsImport:
-    """Score a JSON Lines file of predictions against ``items`` (module docstring).
+def import_predictions(path: str | Path, items: Sequence[Item], model: str) -> RecordsImport:
+    """Score a JSON Lines file of predictions against ``items`` (module docstring); the records are under the
+    reference control (another harness showed the whole volume, or nothing we can tell apart).
 
     Rows that match no item, duplicate predictions, and gold answers that differ from the items' are
     reported as warnings; a file where no row matches is an error.
@@ -90,6 +80,7 @@ def import_predictions(path: str | Path, items: Sequence[Item], model: str, cont
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
     index = _ItemIndex(items)
+    control = reference_control()
     result = RecordsImport(records=[], source=str(path))
     unmatched: list[str] = []
     seen: set[str] = set()
@@ -108,8 +99,8 @@ def import_predictions(path: str | Path, items: Sequence[Item], model: str, cont
             seen.add(item.id)
             if isinstance(row.get("answer"), str) and normalize_answer(row["answer"]) != normalize_answer(item.answer):
                 gold_mismatch += 1
-            result.records.append(record_from_output(item, model, row["prediction"], control=control,
-                                                     prompt=row.get("question", "")))
+            result.records.append(record_from_output(item, model, row["prediction"], control=control.label,
+                                                     control_facts=control.facts(), prompt=row.get("question", "")))
     if not result.records:
         raise FormatError(f"{path}: none of its {len(unmatched)} predictions matches an item "
                           "(matched by item_id/id, question_id, or case and question text)")
@@ -208,10 +199,10 @@ def _index_base(keys: list[tuple[str, int]], index_of: dict[tuple[str, int], Ite
 
 def _judged_record(item: Item | None, case: str, index: int, model: str, fraction: float,
                    threshold: float) -> RunRecord:
-    correct = fraction >= threshold
-    if item is not None:
-        return record_from_output(item, model, "", scored=Scored(None, correct, scores={"judge_fraction": fraction}))
-    ctrate = parse_ctrate_name(case)
-    return RunRecord(item_id=f"{CTSPATIAL_TASK}/{case}/{index}", model=model, control="full", gold="",
-                     correct=correct, case=case, patient=ctrate.patient if ctrate else case, task=CTSPATIAL_TASK,
-                     answer_type="open", scores={"judge_fraction": fraction})
+    if item is None:  # only the question id is known: an open item with no text and no gold
+        ctrate = parse_ctrate_name(case)
+        item = Item(id=f"{CTSPATIAL_TASK}/{case}/{index}", question="", answer="", answer_type="open", case=case,
+                    patient=ctrate.patient if ctrate else case, task=CTSPATIAL_TASK)
+    control = reference_control()
+    return record_from_output(item, model, "", control=control.label, control_facts=control.facts(),
+                              scored=Scored(None, fraction >= threshold, scores={"judge_fraction": fraction}))

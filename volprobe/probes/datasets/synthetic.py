@@ -1,6 +1,6 @@
 """Invented 3D-RAD-like CSV folders in the real layout, for tests, benchmarks and demos.
 
-Nothing here is real data. The files follow ``shared/docs/benchmark-formats.md`` exactly (including
+Nothing here is real data. The files follow the 3D-RAD release layout (see :mod:`.threedrad`) exactly (including
 the swapped folder numbers of tasks 1 and 2), and the answers have structure a blind baseline can
 learn, as in the real benchmark: each finding has its own prevalence (Task 4), and Tasks 5-6 come from
 per-patient finding histories that persist from scan to scan (a Markov chain), so the history in a

@@ -1,6 +1,6 @@
 """3D-RAD (NeurIPS 2025, CT-RATE chest CTs): all six tasks as :class:`~volprobe.items.Item`.
 
-Layout (``shared/docs/benchmark-formats.md``): ``3DRAD/<split>/Task<N>_<Name>/<subtask>.csv``, every CSV
+Layout of the release: ``3DRAD/<split>/Task<N>_<Name>/<subtask>.csv``, every CSV
 with the header ``Task,Subtask,VolumeName,Question,Answer,QuestionType,AnswerChoice,Choice A..D``.
 
 Tasks are numbered as in the paper, **by folder name** (the release swaps the folder numbers of

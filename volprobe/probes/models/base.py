@@ -8,8 +8,9 @@ own input, and generates text. The run engine calls, in this order::
     texts = adapter.generate([(prepared, item), ...])   # a batch
 
 Heavy imports (torch, transformers) happen inside adapter methods, never at module import.
-A new model is one small module that subclasses :class:`ModelAdapter` and decorates it
-with :func:`register_model`.
+A new model is one small module that subclasses :class:`ModelAdapter` and decorates it with
+:func:`register_model`; a plugin package declares it as an entry point instead (group
+``volprobe.models``, see :mod:`volprobe.registry`), as volprobe does for its built-ins.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import hashlib
 import string
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from volprobe.errors import VolprobeError
 from volprobe.items import Item
+from volprobe.registry import Registry
 
 
 @dataclass
@@ -118,20 +119,15 @@ def hash_bytes(*parts: bytes | str) -> str:
 
 
 # -- registry ------------------------------------------------------------------------
-MODEL_REGISTRY: dict[str, Callable[..., ModelAdapter]] = {}
+#: Every model by name: volprobe's adapters and reference models, and plugins' (entry-point group
+#: ``volprobe.models``).
+MODELS: Registry[ModelAdapter] = Registry("model", "volprobe.models")
 
 
-def register_model(name: str) -> Callable[[type[ModelAdapter]], type[ModelAdapter]]:
-    """Class decorator: make an adapter available as ``--model NAME``."""
-
-    def deco(cls: type[ModelAdapter]) -> type[ModelAdapter]:
-        if name in MODEL_REGISTRY and MODEL_REGISTRY[name] is not cls:
-            raise VolprobeError(f"model name {name!r} registered twice")
-        cls.name = name
-        MODEL_REGISTRY[name] = cls
-        return cls
-
-    return deco
+def register_model(name):
+    """Class decorator: make an adapter available as ``--model NAME`` (``@register_model("name")``, or bare
+    ``@register_model`` for a class that sets ``name`` itself)."""
+    return MODELS.register(name)
 
 
 def parse_model_spec(spec: str) -> tuple[str, str | None]:
@@ -142,10 +138,5 @@ def parse_model_spec(spec: str) -> tuple[str, str | None]:
 
 def load_model(spec: str, device: str = "cpu", dtype: str = "auto", **options: Any) -> ModelAdapter:
     """Instantiate a registered adapter from ``NAME[:path]`` (weights are loaded by ``adapter.load()``)."""
-    from volprobe.probes import models as _models  # noqa: F401  (imports the built-in adapters)
-
-    _models.import_builtin_adapters()
     name, path = parse_model_spec(spec)
-    if name not in MODEL_REGISTRY:
-        raise VolprobeError(f"unknown model {name!r}; available: {', '.join(sorted(MODEL_REGISTRY))}")
-    return MODEL_REGISTRY[name](path=path, device=device, dtype=dtype, **options)
+    return MODELS.get(name)(path=path, device=device, dtype=dtype, **options)

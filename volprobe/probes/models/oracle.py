@@ -19,12 +19,11 @@ Segmenters:
 
 from __future__ import annotations
 
-import random
-import string
 import tempfile
 from typing import Any, Sequence
 
 from volprobe.errors import MaskError
+from volprobe.seeding import seeded_random
 from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash_bytes, register_model
 
@@ -90,7 +89,7 @@ class OracleModel(ModelAdapter):
 
     # -- answering ----------------------------------------------------------------------------
     def guess(self, item: Item) -> int:
-        return random.Random(f"{self.seed}|oracle|{item.id}").randrange(len(item.options))
+        return seeded_random(self.seed, "oracle", item.id).randrange(len(item.options))
 
     def answer(self, graph, item: Item) -> tuple[str, bool]:
         """(answer text, whether it was read from the image rather than guessed)."""
@@ -103,7 +102,7 @@ class OracleModel(ModelAdapter):
             option = answer_from_graph(item, graph)
         read = option is not None
         index = item.options.index(option) if read else self.guess(item)
-        return f"{string.ascii_uppercase[index]}. {item.options[index]}", read
+        return item.as_output(item.options[index]), read
 
     def generate(self, batch: Sequence[tuple[Prepared, Item]]) -> list[Generation]:
         out = []

@@ -7,7 +7,6 @@ option text, which :func:`volprobe.probes.scoring.answers.score_output` parses),
 
 from __future__ import annotations
 
-import string
 from typing import Sequence
 
 from volprobe.errors import VolprobeError
@@ -54,12 +53,5 @@ class PriorModel(ModelAdapter):
             self.load()
         items = [item for _prepared, item in batch]
         answers = self.baseline.predict_many(items)  # type: ignore[union-attr]
-        return [Generation(text=format_answer(item, answer), info={"baseline": self.baseline.kind})
+        return [Generation(text=item.as_output(answer), info={"baseline": self.baseline.kind})
                 for item, answer in zip(items, answers)]
-
-
-def format_answer(item: Item, answer: str) -> str:
-    """``"B. No"`` for a closed item's option text; the text itself for open items."""
-    if item.is_closed:
-        return f"{string.ascii_uppercase[item.options.index(answer)]}. {answer}"
-    return answer

@@ -10,10 +10,9 @@ volume (``uses_image = False``), so its accuracy is the same under every control
 from __future__ import annotations
 
 import random
-import string
 from typing import Any, Sequence
 
-from volprobe.controls.base import derive_seed
+from volprobe.seeding import derive_seed
 from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash_bytes, register_model
 
@@ -48,7 +47,7 @@ class RandomModel(ModelAdapter):
         if not item.is_closed:
             return OPEN_ANSWER
         index = random.Random(derive_seed(self.seed, "random", item.id)).randrange(len(item.options))
-        return f"{string.ascii_uppercase[index]}. {item.options[index]}"
+        return item.as_output(item.options[index])
 
     def generate(self, batch: Sequence[tuple[Prepared, Item]]) -> list[Generation]:
         return [Generation(self.answer(item)) for _, item in batch]

@@ -27,12 +27,12 @@ structure ("is the left kidney on the left?").
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from volprobe.seeding import stable_hash
 from volprobe.segmentation.names import side_of, unsided
 from volprobe.segmentation.relations.graph import RelationGraph
 from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
@@ -133,12 +133,6 @@ def select_families(categories: Iterable[str], formats: Iterable[str]) -> list[F
 
 
 # -- seeded, case-independent order --------------------------------------------------------------------
-
-def stable_hash(*parts: object) -> int:
-    """64-bit hash of the parts' text (stable across processes, unlike ``hash``)."""
-    text = "\x1f".join(map(str, parts)).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
-
 
 def unit_specs(fam: Family, key: tuple[str, ...], bits: int) -> list[dict]:
     """Relation specs of the unit ``fam`` asks about ``key`` (choice items get ``option_values`` later).

@@ -7,8 +7,9 @@ least ``min_volume_ml``; not excluded) and whose relation is clear there. A unit
 A family tagged prior_fixed false is asked in a case with a probability that balances its answers
 across cases (:data:`~volprobe.probes.questions.balance.FAMILY_BALANCE_RULE`).
 
-Gold answers, counterfactual golds (``mirror_lr``, ``flip_si``, ``flip_ap``) and the oracle all come
-from :func:`~volprobe.probes.questions.relation.answer_from_graph` semantics: the gold is the spec's
+Gold answers, counterfactual golds (under every mirror control, see
+:func:`~volprobe.controls.counterfactual_axes`) and the oracle all come from
+:func:`~volprobe.probes.questions.relation.answer_from_graph` semantics: the gold is the spec's
 outcome on the case's graph; a counterfactual gold is its outcome on ``graph.mirrored(axis)`` (computed
 on the graph itself by :func:`~volprobe.probes.questions.relation.mirror_spec`; None when the
 mirrored graph cannot decide it), and simply the gold when the answer does not depend on that axis. A
@@ -37,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from volprobe.controls import counterfactual_axes
 from volprobe.errors import VolprobeError
 from volprobe.items import Item
 from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_PRIOR_THRESHOLD,
@@ -44,10 +46,11 @@ from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_
                                                judge_prior)
 from volprobe.probes.questions.cases import QuestionCase
 from volprobe.probes.questions.families import (CATEGORIES, FORMATS, OPTION_COUNT, Family, KeyStream, build_pools,
-                                                sample_graphs, select_families, stable_hash, unit_specs)
-from volprobe.probes.questions.relation import (COUNTERFACTUAL_AXES, MirroredSpec, compile_relation, mirror_spec,
+                                                sample_graphs, select_families, unit_specs)
+from volprobe.probes.questions.relation import (MirroredSpec, compile_relation, mirror_spec,
                                                 opposite_side, option_for, outcome_labels, stack_outcomes)
 from volprobe.probes.questions.templates import open_answer, render, template_family
+from volprobe.seeding import mix64, stable_hash
 from volprobe.segmentation.names import side_of
 from volprobe.segmentation.relations.stack import RelationStack
 from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE
@@ -233,19 +236,10 @@ class _AnswerBalance:
         if self.asked[outcome] >= min(self.asked.values()) + MAX_AHEAD:
             return False
         p = self.accept[outcome]
-        return p >= 1.0 or _mix64(state.hash ^ unit.bits ^ _BALANCE_SALT) < p * 2.0 ** 64
+        return p >= 1.0 or mix64(state.hash ^ unit.bits ^ _BALANCE_SALT) < p * 2.0 ** 64
 
 
-_MASK64 = (1 << 64) - 1
 _BALANCE_SALT = 0x5BD1E995D3A2646C
-
-
-def _mix64(x: int) -> int:
-    """SplitMix64's finaliser: a 64-bit hash of x (draws independent of other uses of the same bits)."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
 
 
 def _core(spec: dict) -> tuple:
@@ -293,7 +287,7 @@ def _evidence_axes(fam: Family, names: Sequence[str]) -> list[str]:
     return [a for a in PATIENT_AXES if a in axes]
 
 
-def _make_unit(fam: Family, key: tuple, seed: int) -> _Unit:
+def _make_unit(fam: Family, key: tuple, seed: int, mirrors: dict[str, str]) -> _Unit:
     bits = stable_hash(seed, "unit", fam.id, *key)
     questions = []
     for spec in unit_specs(fam, key, bits):
@@ -301,7 +295,7 @@ def _make_unit(fam: Family, key: tuple, seed: int) -> _Unit:
         axes = _evidence_axes(fam, names)
         unit = "ratio" if spec.get("criterion") == "size" else "share" if spec["kind"] == "inside" else "mm"
         mirrored = []
-        for control, axis in COUNTERFACTUAL_AXES.items():
+        for control, axis in mirrors.items():
             if axis in axes:
                 m = mirror_spec(spec, axis)
                 mirrored.append((control, m, _relation(m.spec)))
@@ -333,6 +327,8 @@ class _Builder:
     def __init__(self, settings: QuestionSettings, stack: RelationStack, universe: set[str]):
         self.settings = settings
         self.stack = stack
+        #: the mirror controls (name → patient axis) whose gold answers the items carry
+        self.mirrors = counterfactual_axes()
         #: (case, structure): may the case ask about it (in the universe, at least min_volume_ml)
         self.eligible = (stack.present & (np.nan_to_num(stack.volume_ml, nan=-1.0) >= settings.min_volume_ml)
                          & np.array([n in universe for n in stack.names], dtype=bool))
@@ -404,7 +400,7 @@ class _Builder:
     def unit(self, fam: Family, key: tuple) -> _Unit:
         u = self.units.get((fam.id, key))
         if u is None:
-            u = self.units[(fam.id, key)] = _make_unit(fam, key, self.settings.seed)
+            u = self.units[(fam.id, key)] = _make_unit(fam, key, self.settings.seed, self.mirrors)
         return u
 
     def unit_at(self, fam: Family, stream: KeyStream, position: int) -> _Unit | None:
@@ -453,7 +449,7 @@ class _Builder:
             offset = self._offsets.get(cell)
             if offset is None:
                 offset = self._offsets[cell] = stable_hash(self.settings.seed, "cell", *cell)
-            self._blocks[cell] = _permutation(k, _mix64(offset + n // k))
+            self._blocks[cell] = _permutation(k, mix64(offset + n // k))
         return self._blocks[cell][n % k]
 
     @staticmethod
@@ -484,7 +480,7 @@ class _Builder:
         items = []
         for q, (outcome, margin), t in zip(unit.questions, outcomes, texts):
             answer = t.answers.get(outcome, t.otherwise)
-            counterfactual = dict.fromkeys(COUNTERFACTUAL_AXES, answer)
+            counterfactual = dict.fromkeys(self.mirrors, answer)
             for control, column in (q.cf_columns or self.counterfactuals(q)):
                 cf = column[i]
                 counterfactual[control] = None if cf is None else t.answers.get(cf, t.otherwise)

@@ -99,7 +99,7 @@ def _fit_predict(train: Sequence[Item], test: Sequence[Item], seed: int) -> np.n
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from volprobe.probes.questions.families import stable_hash
+    from volprobe.seeding import stable_hash
 
     labels = [it.answer for it in train]
     classes = sorted(set(labels))

@@ -45,8 +45,6 @@ from volprobe.segmentation.relations.graph import INDETERMINATE, RelationGraph
 from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
 
 YES, NO = "yes", "no"
-#: Controls whose gold answers items carry, and the patient axis each mirrors.
-COUNTERFACTUAL_AXES = {"mirror_lr": "lr", "flip_si": "si", "flip_ap": "ap"}
 #: ``extreme`` criteria and the values ``toward`` may take.
 CRITERIA = {
     "axis": ("left", "right", "anterior", "posterior", "superior", "inferior"),

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from volprobe.controls.base import (Control, ControlContext, ControlledInput, ExcludedItem, case_key, get_control,
-                                    patient_of)
+from volprobe.controls import Control, ControlContext, ControlledInput, ExcludedItem, expand_control_specs, get_control
 from volprobe.errors import VolprobeError
 from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash_bytes
+from volprobe.probes.scoring.answers import apply_score, score_output
 from volprobe.records import RunRecord
 from volprobe.probes.run.volume_cache import VolumeCache
 from volprobe.probes.run.store import (JsonlAppender, RunFiles, RunLock, Shard, assign_shards, read_json, read_keys,
@@ -107,9 +107,9 @@ def select_items(items: Sequence[Item], limit: int | None, shard: Shard) -> list
     chosen = list(items[:limit] if limit is not None else items)
     if shard.count == 1:
         return chosen
-    sizes = Counter(case_key(it) for it in chosen)
+    sizes = Counter(it.case_key for it in chosen)
     owner = assign_shards(dict(sizes), shard.count)
-    return [it for it in chosen if owner[case_key(it)] == shard.index]
+    return [it for it in chosen if owner[it.case_key] == shard.index]
 
 
 def items_fingerprint(items: Sequence[Item]) -> str:
@@ -124,7 +124,7 @@ def items_fingerprint(items: Sequence[Item]) -> str:
 def _group_by_case(items: Sequence[Item]) -> list[tuple[str, list[Item]]]:
     groups: dict[str, list[Item]] = {}
     for it in items:
-        groups.setdefault(case_key(it), []).append(it)
+        groups.setdefault(it.case_key, []).append(it)
     return list(groups.items())
 
 
@@ -176,7 +176,7 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
 
     paths: dict[str, tuple[str | None, str]] = {}
     for it in items:
-        paths.setdefault(case_key(it), (it.volume_path, patient_of(it)))
+        paths.setdefault(it.case_key, (it.volume_path, it.patient_key))
     volumes = VolumeCache(paths, base, volume_cache)
     ctx = ControlContext(seed=seed, load_case=volumes.get, cases={
         c: p for c, (vp, p) in paths.items() if c and vp is not None and volumes.resolve(c).exists()})
@@ -269,6 +269,7 @@ class _Engine:
         self.model, self.label, self.controls, self.ctx = model, label, controls, ctx
         self.volumes, self.seed, self.batch_size = volumes, seed, batch_size
         self.rec_out, self.excl_out, self.summary = rec_out, excl_out, summary
+        self.facts = {c.label: c.facts() for c in controls}
         self.prep_counts: Counter[str] = Counter()
         self.loaded = False
         self.revision: str | None = None
@@ -426,16 +427,13 @@ class _Engine:
     def _record(self, unit: _Unit, out: Generation | Exception | None, latency: float | None) -> RunRecord:
         item, control, cin = unit.item, unit.control, unit.cin
         prepared = unit.prepared
-        rec = RunRecord(
-            item_id=item.id, model=self.label, control=control.label, gold=unit.gold, correct=False,
-            case=item.case, patient=patient_of(item) or None, task=item.task, subtask=item.subtask,
-            category=item.metadata.get("category") or item.subtask or item.task, answer_type=item.answer_type,
-            chance=item.chance, evidence_axes=list(item.evidence.get("axes", []) or []),
-            prior_fixed=item.metadata.get("prior_fixed"), control_seed=cin.seed if cin else None,
-            control_params=dict(cin.params) if cin else {}, model_revision=self.revision,
+        rec = RunRecord.for_item(
+            item, model=self.label, control=control.label, gold=unit.gold, control_facts=self.facts[control.label],
+            control_seed=cin.seed if cin else None, control_params=dict(cin.params) if cin else {},
+            model_revision=self.revision,
             no_image_mode=self.model.no_image_mode if prepared is not None and prepared.no_image else None,
-            gold_original=item.answer, latency_s=None if latency is None else round(latency, 6),
-            generation=self.generation, seed=self.seed, error=unit.error)
+            latency_s=None if latency is None else round(latency, 6), generation=self.generation, seed=self.seed,
+            error=unit.error)
         try:
             rec.prompt = self.model.prompt(item)
         except Exception as exc:
@@ -454,16 +452,13 @@ class _Engine:
 
     @staticmethod
     def _score(rec: RunRecord, item: Item, gold: str, out: Generation) -> None:
-        from volprobe.probes import scoring
-
         scored_item = item if gold == item.answer else dataclasses.replace(item, answer=gold)
-        score = scoring.score_output(scored_item, out.text)
-        rec.scores = dict(score.scores or {})
+        score = score_output(scored_item, out.text)
         if out.refused:  # the adapter saw a refusal (e.g. its own no-image message): outcomes stay exclusive
+            rec.scores = dict(score.scores or {})
             rec.refused = True
             return
-        rec.parsed, rec.correct = score.parsed, bool(score.correct)
-        rec.unparseable, rec.refused = bool(score.unparseable), bool(score.refused)
+        apply_score(rec, score)
 
 
 def _raise_or_return(found: ControlledInput | Exception) -> ControlledInput:
@@ -490,7 +485,7 @@ def run_from_files(model_spec: str, items_path: str | Path, control_specs: Seque
     items = read_items(items_path)
     if not items:
         raise VolprobeError(f"{items_path}: no items")
-    controls = [get_control(spec, mode=single_slice) for spec in control_specs]
+    controls = [get_control(spec, mode=single_slice) for spec in expand_control_specs(control_specs)]
     model = (loader or load_model)(model_spec, device=device, dtype=dtype, **(model_options or {}))
     settings = {"model_spec": model_spec, "device": device, "dtype": dtype, "batch_size": kwargs.get("batch_size", 1),
                 "model_options": dict(model_options or {})}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from volprobe.errors import FormatError, VolprobeError
-from volprobe.manifest import json_default
+from volprobe.jsonio import json_default, read_json, write_json_atomic
 from volprobe.records import iter_record_dicts
 
 Key = tuple[str, str, str]  # (model, control, item_id), as RunRecord.key
@@ -168,23 +168,6 @@ def read_keys(path: Path) -> list[Key]:
     if not path.exists():
         return []
     return [line_key(d, str(path)) for d in iter_record_dicts(path)]
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to ``path`` via a temporary file and rename, so a kill leaves the old or the new file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=2, default=json_default) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}: not valid JSON ({exc.msg})") from exc
 
 
 class RunLock:

@@ -15,10 +15,13 @@ benchmark's own headline numbers.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Hashable, Iterable, Sequence
 
+from volprobe.manifest import write_manifest
 from volprobe.records import RunRecord
 
 
@@ -112,4 +115,14 @@ def summarise(records: Iterable[RunRecord]) -> list[TaskSummary]:
             unparseable=sum(r.unparseable for r in recs), refused=sum(r.refused for r in recs),
             errors=sum(r.error is not None for r in recs),
             scores={k: sum(v) / len(v) for k, v in sorted(sums.items())}))
+    return out
+
+
+def write_summaries(summaries: Sequence[TaskSummary], out: str | Path, *, inputs: Sequence[str | Path] = (),
+                    command: str = "probe score", parameters: dict | None = None, note: str | None = None) -> Path:
+    """Write the summaries as JSON (``{"summaries": [...], "bertscore": note}``) with a manifest beside them."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summaries": [asdict(s) for s in summaries], "bertscore": note}, indent=2) + "\n")
+    write_manifest(out, command, inputs=list(inputs), parameters=parameters or {})
     return out

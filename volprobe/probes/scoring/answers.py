@@ -302,17 +302,21 @@ def score_output(item: Item, text: str, *, f1_threshold: float = OPEN_F1_THRESHO
     return Scored(parsed, correct, scores=scores)
 
 
-def record_from_output(item: Item, model: str, text: str, *, control: str = "full",
-                       scored: Scored | None = None, **fields) -> RunRecord:
-    """A :class:`RunRecord` for ``model``'s output ``text`` on ``item`` (scored here unless ``scored`` is given).
+def record_from_output(item: Item, model: str, text: str, *, control: str, scored: Scored | None = None,
+                       **fields) -> RunRecord:
+    """A :class:`RunRecord` for ``model``'s output ``text`` on ``item`` under ``control`` (built by
+    :meth:`RunRecord.for_item`; scored here unless ``scored`` is given).
 
-    Extra keyword arguments set other record fields (``prompt``, ``seed``, ``model_revision``, ...).
+    Extra keyword arguments set other record fields (``control_facts``, ``prompt``, ``seed``, ...).
     """
     scored = scored if scored is not None else score_output(item, text)
-    return RunRecord(
-        item_id=item.id, model=model, control=control, gold=item.answer, gold_original=item.answer,
-        correct=scored.correct, case=item.case, patient=item.patient or item.case, task=item.task,
-        subtask=item.subtask, category=item.metadata.get("category"), answer_type=item.answer_type,
-        chance=item.chance, evidence_axes=list(item.evidence.get("axes", [])),
-        prior_fixed=item.metadata.get("prior_fixed"), raw_output=text, parsed=scored.parsed,
-        unparseable=scored.unparseable, refused=scored.refused, scores=dict(scored.scores), **fields)
+    rec = RunRecord.for_item(item, model=model, control=control, raw_output=text, **fields)
+    apply_score(rec, scored)
+    return rec
+
+
+def apply_score(rec: RunRecord, scored: Scored) -> None:
+    """Copy a score's outcome (parsed answer, correctness, unparseable/refused, scores) into a record."""
+    rec.parsed, rec.correct = scored.parsed, bool(scored.correct)
+    rec.unparseable, rec.refused = bool(scored.unparseable), bool(scored.refused)
+    rec.scores = dict(scored.scores or {})

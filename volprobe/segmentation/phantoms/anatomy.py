@@ -68,7 +68,7 @@ class Tissue:
 CODEBOOK: tuple[Tissue, ...] = (
     Tissue("air", -1000, "trachea"),  # trachea = air enclosed by the body
     Tissue("lung_upper", -870, "lung_upper_lobe_{side}"),
-    Tissue("lung_middle", -845, "lung_middle_lobe_{side}"),  # no left middle lobe: see phantom_segment
+    Tissue("lung_middle", -845, "lung_middle_lobe_{side}"),  # no left middle lobe: see phantoms.segment
     Tissue("lung_lower", -820, "lung_lower_lobe_{side}"),
     Tissue("fat", -100, None),
     Tissue("urine", 5, "urinary_bladder"),
