@@ -100,18 +100,18 @@ class RunRecord:
 
     @classmethod
     def for_item(cls, item: Item, *, model: str, control: str, gold: str | None = None,
-                 control_facts: Mapping[str, Any] | None = None, **fields: Any) -> "RunRecord":
+                 control_facts: Mapping[str, Any] | None = None, **other: Any) -> "RunRecord":
         """The record of ``model`` answering ``item`` under ``control``: the item's fields copied
         (patient falls back to the case, category to the subtask and task), ``gold`` the gold under the
         control (default: the item's answer), ``correct`` False until the answer is scored. Other record
         fields as keyword arguments."""
-        fields.setdefault("correct", False)
+        other.setdefault("correct", False)
         return cls(item_id=item.id, model=model, control=control, gold=item.answer if gold is None else gold,
                    gold_original=item.answer, case=item.case, patient=item.patient_key or None, task=item.task,
                    subtask=item.subtask, category=item.category, answer_type=item.answer_type, chance=item.chance,
                    evidence_axes=list(item.evidence.get("axes") or []),
                    prior_fixed=item.metadata.get("prior_fixed"),
-                   control_facts=None if control_facts is None else dict(control_facts), **fields)
+                   control_facts=None if control_facts is None else dict(control_facts), **other)
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(RunRecord))
