@@ -45,7 +45,7 @@ __all__ = ["INDETERMINATE", "RELATIONS_FORMAT", "RELATIONS_VERSION", "PairGeomet
 
 RELATIONS_FORMAT = "volprobe.relations"
 RELATIONS_VERSION = 1
-YES_NO = ("yes", "no")
+_YES_NO = ("yes", "no")
 
 
 def _values(r: StackRelation, positive: str, negative: str) -> list[str]:
@@ -149,12 +149,12 @@ class RelationGraph:
         """Does a extend past b's extreme point on ``side`` of ``axis`` (e.g. below b's lowest point:
         axis='si', side='inferior')? Indeterminate (margin 0) when either is cut by the field of view."""
         self._need(a, b)
-        return _read(self.stack.extends_beyond(a, b, axis, side), *YES_NO)
+        return _read(self.stack.extends_beyond(a, b, axis, side), *_YES_NO)
 
     def contact(self, a: str, b: str) -> Relation:
         """Do a and b touch? margin = surface gap in mm."""
         self.geometry(a, b)
-        return _read(self.stack.contact(a, b), *YES_NO)
+        return _read(self.stack.contact(a, b), *_YES_NO)
 
     def surface_distance(self, a: str, b: str) -> tuple[float, bool]:
         """(distance in mm, is_lower_bound)."""
@@ -165,7 +165,7 @@ class RelationGraph:
     def inside(self, a: str, b: str) -> Relation:
         """Is a inside b? margin = share of a's voxels inside b (b's cavities filled)."""
         self.geometry(a, b)
-        return _read(self.stack.inside(a, b), *YES_NO)
+        return _read(self.stack.inside(a, b), *_YES_NO)
 
     def midline_offset(self, name: str) -> float:
         """Centroid x − midline x in mm (negative: patient's left)."""
@@ -180,7 +180,7 @@ class RelationGraph:
     def crosses_midline(self, name: str) -> Relation:
         """Does the structure extend across the midline? margin = how far its shorter side reaches."""
         self._need(name)
-        return _read(self.stack.crosses_midline(name), *YES_NO)
+        return _read(self.stack.crosses_midline(name), *_YES_NO)
 
     def closer_to_midline(self, a: str, b: str) -> Relation:
         """Which of a and b has its centroid nearer the midline (value: a name)."""
@@ -251,7 +251,7 @@ class RelationGraph:
         sides = {ax: (POSITIVE_SIDE[ax], NEGATIVE_SIDE[ax]) for ax in PATIENT_AXES}
         direction = {ax: rel(rows.direction("a", "b", ax), *sides[ax]) for ax in PATIENT_AXES}
         extent = {ax: rel(rows.extent_relation("a", "b", ax), *sides[ax]) for ax in PATIENT_AXES}
-        contact, inside = rel(rows.contact("a", "b"), *YES_NO), rel(rows.inside("a", "b"), *YES_NO)
+        contact, inside = rel(rows.contact("a", "b"), *_YES_NO), rel(rows.inside("a", "b"), *_YES_NO)
         ratio = rows.volume_ratio("a", "b").tolist()
         out = []
         for i, ((a, b), g) in enumerate(zip(pairs, geometry)):
