@@ -60,9 +60,8 @@ def test_option_rotation_balances_each_cell_without_a_fixed_cycle():
     """A fixed cycle (0, 1, 0, 1, ...) can fall into step with a family's answers and give them away."""
     from volprobe.probes.questions.generate import _Builder
     from volprobe.probes.questions.families import FAMILY_BY_ID
-    from volprobe.segmentation.relations.stack import RelationStack
 
-    builder = _Builder(QuestionSettings(seed=5), RelationStack(phantom_graphs(2)), set())
+    builder = _Builder(QuestionSettings(seed=5), phantom_graphs(2), set())
     for fam_id in ("extreme.reach.si.two_option", "extreme.size.four_option"):
         fam = FAMILY_BY_ID[fam_id]
         k = OPTION_COUNT[fam.format]

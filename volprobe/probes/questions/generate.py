@@ -17,9 +17,11 @@ case whose laterality audit failed gets no laterality item and no item naming a 
 (with a warning).
 
 Speed: few relations recur across many cases, so each relation is evaluated once for every case of the
-run on a :class:`~volprobe.segmentation.relations.stack.RelationStack`
-(:func:`~volprobe.probes.questions.relation.stack_outcomes`, equal to the per-graph evaluation; tested),
-and units, texts and counterfactual outcomes are built once per run.
+run on a :class:`~volprobe.segmentation.relations.stack.RelationStack` of all the run's graphs
+(:func:`~volprobe.probes.questions.relation.stack_outcomes`: the evaluation
+:func:`~volprobe.probes.questions.relation.relation_outcome` does on a graph's stack of one), and
+units, texts and counterfactual outcomes are built once per run. Whether a key is clear in one of the
+first :data:`ACCEPT_CASES` sample cases is asked of a stack of those cases, built once per run.
 
 Determinism: every choice comes from the seed through stable hashes and seeded generators; cases are
 processed in case-id order, so the same inputs and seed give identical items.
@@ -47,11 +49,12 @@ from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_
 from volprobe.probes.questions.cases import QuestionCase
 from volprobe.probes.questions.families import (CATEGORIES, FORMATS, OPTION_COUNT, Family, KeyStream, build_pools,
                                                 sample_graphs, select_families, unit_specs)
-from volprobe.probes.questions.relation import (MirroredSpec, compile_relation, mirror_spec,
-                                                opposite_side, option_for, outcome_labels, stack_outcomes)
+from volprobe.probes.questions.relation import (MirroredSpec, mirror_spec, opposite_side, option_for, outcome_labels,
+                                                stack_outcomes)
 from volprobe.probes.questions.templates import open_answer, render, template_family
 from volprobe.seeding import mix64, stable_hash
 from volprobe.segmentation.names import side_of
+from volprobe.segmentation.relations.graph import RelationGraph
 from volprobe.segmentation.relations.stack import RelationStack
 from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE
 
@@ -168,16 +171,15 @@ class QuestionSet:
 
 @dataclass
 class _Relation:
-    """A relation to evaluate: its canonical spec, that spec's key (``core``) and compiled per-graph
-    evaluator. ``flip``: the outcome is read off a twin relation's (direction(b, a) is the opposite side
-    of direction(a, b); of two structures, the one further right is the one not further left, the
-    smaller the one not larger), so twins share one evaluation. Exact: every relation is antisymmetric
-    in its two structures. ``values``/``margins``: the outcome (flipped) and margin in every case of the
-    run, filled on first use (:meth:`_Builder.values`)."""
+    """A relation to evaluate: its canonical spec and that spec's key (``core``). ``flip``: the outcome is
+    read off a twin relation's (direction(b, a) is the opposite side of direction(a, b); of two
+    structures, the one further right is the one not further left, the smaller the one not larger), so
+    twins share one evaluation. Exact: every relation is antisymmetric in its two structures.
+    ``values``/``margins``: the outcome (flipped) and margin in every case of the run, filled on first
+    use (:meth:`_Builder.values`)."""
 
     core: tuple
     spec: dict
-    evaluate: Callable
     flip: Callable | None = None
     values: list | None = None
     margins: list | None = None
@@ -259,13 +261,13 @@ def _relation(spec: dict) -> _Relation:
     names = spec["structures"]
     if spec["kind"] == "direction" and names[0] > names[1]:  # d(b, a) = −d(a, b) exactly
         canonical = {**spec, "structures": names[::-1]}
-        return _Relation(_core(canonical), canonical, compile_relation(canonical), opposite_side)
+        return _Relation(_core(canonical), canonical, opposite_side)
     if (spec["kind"] == "extreme" and len(names) == 2 and spec["criterion"] in ("axis", "midline", "size")
             and spec["toward"] in _TWIN_TOWARD):
         canonical = {**spec, "toward": _TWIN_TOWARD[spec["toward"]]}
         a, b = names
-        return _Relation(_core(canonical), canonical, compile_relation(canonical), lambda v: b if v == a else a)
-    return _Relation(_core(spec), spec, compile_relation(spec))
+        return _Relation(_core(canonical), canonical, lambda v: b if v == a else a)
+    return _Relation(_core(spec), spec)
 
 
 def _names_of(spec: dict) -> list[str]:
@@ -324,15 +326,16 @@ class _Builder:
     spec dicts are shared by items and must be treated as read-only.
     """
 
-    def __init__(self, settings: QuestionSettings, stack: RelationStack, universe: set[str]):
+    def __init__(self, settings: QuestionSettings, graphs: Sequence[RelationGraph], universe: set[str]):
+        graphs = list(graphs)
         self.settings = settings
-        self.stack = stack
+        self.stack = stack = RelationStack(graphs)  # row i: case i of the run
         #: the mirror controls (name → patient axis) whose gold answers the items carry
         self.mirrors = counterfactual_axes()
         #: (case, structure): may the case ask about it (in the universe, at least min_volume_ml)
         self.eligible = (stack.present & (np.nan_to_num(stack.volume_ml, nan=-1.0) >= settings.min_volume_ml)
                          & np.array([n in universe for n in stack.names], dtype=bool))
-        self.audit_failed = np.array([not g.audit.passed for g in stack.graphs], dtype=bool)
+        self.audit_failed = np.array([not g.audit.passed for g in graphs], dtype=bool)
         self._columns: dict[tuple, tuple[list, list]] = {}  # core → outcomes and margins in every case
         self.counters: Counter = Counter()
         self.units: dict[tuple, _Unit] = {}
@@ -344,7 +347,7 @@ class _Builder:
 
     def values(self, rel: _Relation) -> list[str | None]:
         """The relation's outcome in every case (None: undecided there), evaluated for all cases at once on
-        first use (:func:`stack_outcomes`, equal to the per-graph evaluation); sets ``rel.margins`` too."""
+        first use (:func:`stack_outcomes` on the run's stack); sets ``rel.margins`` too."""
         if rel.values is None:
             got = self._columns.get(rel.core)
             if got is None:
@@ -672,12 +675,13 @@ def _generate(cases: Sequence[QuestionCase], settings: QuestionSettings, progres
     cells = [(cat, fmt) for cat in CATEGORIES for fmt in FORMATS
              if any(f.category == cat and f.format == fmt for f in families)]
     cell_families = {cell: [f for f in families if (f.category, f.format) == cell] for cell in cells}
-    builder = _Builder(settings, RelationStack([c.graph for c in cases]), universe)
+    builder = _Builder(settings, [c.graph for c in cases], universe)
+    accept_stack = RelationStack(sample[:ACCEPT_CASES])
 
     def clear_somewhere(fam: Family):  # a key whose relation is clear in one of a few sample cases
         def accept(key: tuple) -> bool:
             rel = builder.unit(fam, key).questions[0].relation
-            return any(rel.evaluate(g) is not None for g in sample[:ACCEPT_CASES])
+            return any(v is not None for v in stack_outcomes(rel.spec, accept_stack)[0])
         return accept
 
     streams = {f.id: KeyStream(f, sorted(universe), pools, settings.seed, accept=clear_somewhere(f))

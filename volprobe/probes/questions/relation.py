@@ -1,13 +1,15 @@
-"""Relation specs: the machine-readable meaning of a spatial question, and how a graph answers it.
+"""Relation specs: the machine-readable meaning of a spatial question, and how relation graphs answer it.
 
 Every spatial item stores a spec in ``item.metadata['relation']``. One function,
-:func:`relation_outcome`, evaluates the spec's relation on a
-:class:`~volprobe.segmentation.relations.RelationGraph`; :func:`answer_from_graph` maps that outcome to
-the item's option text. The generator uses them for the gold answer and the counterfactual golds
-(the outcome on ``graph.mirrored(axis)``, computed by :func:`mirrored_outcome`), and the ``oracle``
-model uses them on the graph of whatever volume it is given, so the three can never disagree about
-what a question means. (For speed the generator evaluates a spec on all its cases at once with
-:func:`stack_outcomes`, the same computation on arrays; tests check the two agree value for value.)
+:func:`stack_outcomes`, evaluates a spec's relation for every case of a
+:class:`~volprobe.segmentation.relations.RelationStack` at once, from the stack's relation queries
+(the relation rules, written once there). :func:`relation_outcome` is the same for one
+:class:`~volprobe.segmentation.relations.RelationGraph` (row 0 of the graph's stack of one), and
+:func:`answer_from_graph` maps that outcome to the item's option text. The generator evaluates each
+spec on all its cases at once for the gold answers and the counterfactual golds (the outcome on
+``graph.mirrored(axis)``, read off the original graph: :func:`mirror_spec`, :func:`mirrored_outcome`),
+and the ``oracle`` model answers through :func:`answer_from_graph` on the graph of whatever volume it
+is given, so the three can never disagree about what a question means.
 
 Spec keys (all JSON):
 
@@ -16,7 +18,7 @@ Spec keys (all JSON):
     ``direction`` (``structures`` [a, b], ``axis``; outcome where a lies relative to b by centroids:
     ``left``/``right``, ``anterior``/``posterior``, ``superior``/``inferior``),
     ``extreme`` (2-4 ``structures``, a ``criterion`` and ``toward``; outcome the structure that beats
-    every other one by more than the threshold; see :func:`_beats_fn`),
+    every other one by more than the threshold; see :func:`_beats`),
     ``contact`` / ``inside`` ([a, b]; ``yes``/``no``), ``crosses_midline`` ([x]; ``yes``/``no``; undecided
     when the field of view cuts x), ``touches_which`` (``anchor`` and 2-4 ``structures``; outcome the
     single structure that touches the anchor while every other one is verified apart from it).
@@ -40,8 +42,8 @@ import numpy as np
 
 from volprobe.items import Item
 from volprobe.segmentation.names import mirror_name
+from volprobe.segmentation.relations.graph import RelationGraph
 from volprobe.segmentation.relations.stack import RelationStack, StackRelation
-from volprobe.segmentation.relations.graph import INDETERMINATE, RelationGraph
 from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
 
 YES, NO = "yes", "no"
@@ -54,138 +56,15 @@ CRITERIA = {
 }
 
 
-def _value(r) -> tuple[str, float] | None:
-    return None if r.value == INDETERMINATE else (r.value, float(r.margin))
-
-
-def _beats_fn(spec: Mapping[str, Any]) -> Callable[[RelationGraph, str, str], tuple[bool, float] | None]:
-    """``beats(graph, x, y)``: does x beat y under the spec's criterion (None when indeterminate)?
+def _beats(spec: Mapping[str, Any]) -> Callable[[RelationStack, str, str], StackRelation]:
+    """``beats(stack, x, y)``: per case +1 where x beats y under the spec's ``criterion``, -1 where y beats
+    x, 0 undecided (every criterion is antisymmetric, with the same margin both ways).
 
     ``axis``: x's centroid lies further ``toward`` along ``axis`` (margin mm); ``midline``: x's
     centroid is ``closer`` to (``farther`` from) the midline (mm); ``size``: x is ``larger``
     (``smaller``) by volume (margin: volume ratio; undecided for structures cut by the field of view);
     ``reach``: x extends past y's extreme point on side ``toward`` of ``axis`` (mm; undecided when cut).
     """
-    crit, toward = spec["criterion"], spec["toward"]
-    if crit not in CRITERIA or toward not in CRITERIA[crit]:
-        raise ValueError(f"unknown criterion {crit!r} / toward {toward!r}")
-    if crit == "axis":
-        axis = spec["axis"]
-
-        def beats(g, x, y):
-            r = g.direction(x, y, axis)
-            return None if r.value == INDETERMINATE else (r.value == toward, r.margin)
-    elif crit == "midline":
-        def beats(g, x, y):
-            r = g.closer_to_midline(x, y)
-            return None if r.value == INDETERMINATE else (r.value == (x if toward == "closer" else y), r.margin)
-    elif crit == "size":
-        def beats(g, x, y):
-            r = g.larger(x, y)
-            return None if r.value == INDETERMINATE else (r.value == (x if toward == "larger" else y), r.margin)
-    else:  # reach
-        axis = spec["axis"]
-
-        def beats(g, x, y):
-            r = g.extends_beyond(x, y, axis, toward)
-            return None if r.value == INDETERMINATE else (r.value == YES, r.margin)
-    return beats
-
-
-def _extreme_fn(spec: Mapping[str, Any]):
-    beats, names = _beats_fn(spec), tuple(spec["structures"])
-
-    def extreme(g):
-        # Every criterion is antisymmetric (beats(x, y) = (not won, same margin) of beats(y, x)), so
-        # the comparisons of the first pass are reused when checking the winner.
-        best, against = names[0], {}
-        for y in names[1:]:  # a determinate winner, if there is one, wins every comparison it enters
-            b = beats(g, y, best)
-            if b is not None and b[0]:
-                against = {best: b[1]}  # the new best beat the old one by this margin
-                best = y
-            elif b is not None:
-                against[y] = b[1]
-        margin = float("inf")
-        for y in names:
-            if y == best:
-                continue
-            m = against.get(y)
-            if m is None:
-                b = beats(g, best, y)
-                if b is None or not b[0]:
-                    return None
-                m = b[1]
-            margin = min(margin, m)
-        return best, float(margin)
-    return extreme
-
-
-def _touches_which_fn(spec: Mapping[str, Any]):
-    anchor, names = spec["anchor"], tuple(spec["structures"])
-
-    def touches_which(g):
-        touching, gap = [], float("inf")
-        for y in names:
-            r = g.contact(anchor, y) if anchor < y else g.contact(y, anchor)  # symmetric; stored pair order
-            if r.value == INDETERMINATE:
-                return None
-            if r.value == YES:
-                touching.append(y)
-            else:
-                gap = min(gap, float(r.margin))
-        return (touching[0], gap) if len(touching) == 1 else None
-    return touches_which
-
-
-def _simple_fn(spec: Mapping[str, Any]):
-    kind, names = spec["kind"], spec["structures"]
-    if kind == "side":
-        x = names[0]
-        return lambda g: _value(g.side(x))
-    if kind == "crosses_midline":
-        x = names[0]
-        # undecided when the field of view cuts x: the part across the midline may be missing
-        return lambda g: None if g.structures[x].touches_border else _value(g.crosses_midline(x))
-    a, b = names
-    if kind == "direction":
-        axis = spec["axis"]
-        return lambda g: _value(g.direction(a, b, axis))
-    if kind == "contact":  # symmetric; asked in stored pair order
-        a, b = sorted((a, b))
-        return lambda g: _value(g.contact(a, b))
-    if kind == "inside":
-        return lambda g: _value(g.inside(a, b))
-    raise ValueError(f"unknown relation kind {kind!r}")
-
-
-def compile_relation(spec: Mapping[str, Any]) -> Callable[[RelationGraph], tuple[str, float] | None]:
-    """The spec's relation as a function of a graph: (outcome, margin) or None when it cannot decide.
-
-    Margins are in mm, except ``inside`` (share of a inside b) and ``size`` (volume ratio).
-    """
-    kind = spec["kind"]
-    fn = (_extreme_fn(spec) if kind == "extreme" else _touches_which_fn(spec) if kind == "touches_which"
-          else _simple_fn(spec))
-
-    def outcome(graph: RelationGraph) -> tuple[str, float] | None:
-        try:
-            return fn(graph)
-        except KeyError:  # a structure the graph does not have
-            return None
-    return outcome
-
-
-def relation_outcome(spec: Mapping[str, Any], graph: RelationGraph) -> tuple[str, float] | None:
-    """(outcome, margin) of the spec's relation in ``graph``, or None when the graph cannot decide it."""
-    return compile_relation(spec)(graph)
-
-
-# -- the same, for every case of a RelationStack at once ------------------------------------------------
-
-def _stack_beats(spec: Mapping[str, Any]) -> Callable[[RelationStack, str, str], StackRelation]:
-    """``pair(stack, x, y)``: +1 where x beats y under the spec's criterion, -1 where y beats x, 0 undecided
-    (every criterion of :func:`_beats_fn` is antisymmetric, with the same margin both ways)."""
     crit, toward = spec["criterion"], spec["toward"]
     if crit not in CRITERIA or toward not in CRITERIA[crit]:
         raise ValueError(f"unknown criterion {crit!r} / toward {toward!r}")
@@ -207,9 +86,9 @@ def _signed(r: StackRelation, sign: int) -> StackRelation:
     return r if sign == 1 else StackRelation((r.code * np.int8(sign)).astype(np.int8), r.margin)
 
 
-def _stack_extreme(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray]:
+def _extreme(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray]:
     """Per case: index of the structure that beats every other one (-1: none), and its smallest margin."""
-    names, pair = list(spec["structures"]), _stack_beats(spec)
+    names, pair = list(spec["structures"]), _beats(spec)
     k, n = len(names), len(stack)
     wins = np.zeros((k, k, n), bool)
     margins = np.full((k, k, n), np.inf)
@@ -227,7 +106,9 @@ def _stack_extreme(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.nd
     return winner, margin
 
 
-def _stack_touches_which(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray]:
+def _touches_which(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray]:
+    """Per case: index of the one structure touching the anchor while every other one is verified apart
+    from it (-1: none, or a contact undecided), and the smallest gap of the others (mm)."""
     anchor, names = spec["anchor"], list(spec["structures"])
     rs = [stack.contact(anchor, y) for y in names]
     codes = np.stack([r.code for r in rs])
@@ -253,19 +134,19 @@ def outcome_labels(spec: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def stack_outcomes(spec: Mapping[str, Any], stack: RelationStack) -> tuple[list[str | None], list[float]]:
-    """``relation_outcome(spec, g)`` for every graph g of ``stack`` at once: the outcomes (None where the
-    graph cannot decide) and the margins (meaningless where the outcome is None). Equal, value and
-    margin, to the per-graph evaluation (tested); for the generator, which asks each relation of every case."""
+    """The spec's outcome in every case of ``stack`` at once: the outcomes (None where the case cannot
+    decide: a structure missing, a relation indeterminate) and the margins (meaningless where the
+    outcome is None). Margins are in mm, except ``inside`` (share of a inside b) and ``size`` (volume ratio)."""
     kind, names, labels = spec["kind"], spec["structures"], outcome_labels(spec)
     if kind in ("extreme", "touches_which"):
-        winner, margin = (_stack_extreme if kind == "extreme" else _stack_touches_which)(spec, stack)
+        winner, margin = (_extreme if kind == "extreme" else _touches_which)(spec, stack)
         return np.array([*labels, None], dtype=object)[winner].tolist(), margin.tolist()
     if kind == "side":
         r = stack.side(names[0])
     elif kind == "crosses_midline":
         r = stack.crosses_midline(names[0])
         j = stack.index.get(names[0])
-        if j is not None:  # undecided when the field of view cuts it (as compile_relation)
+        if j is not None:  # undecided when the field of view cuts it: the part across may be missing
             r = StackRelation(np.where(stack.border[:, j], 0, r.code).astype(np.int8), r.margin)
     elif kind == "direction":
         r = stack.direction(names[0], names[1], spec["axis"])
@@ -275,6 +156,13 @@ def stack_outcomes(spec: Mapping[str, Any], stack: RelationStack) -> tuple[list[
         r = stack.inside(names[0], names[1])
     table = np.array([labels[0], None, labels[1]], dtype=object)
     return table[r.code.astype(np.intp) + 1].tolist(), r.margin.tolist()
+
+
+def relation_outcome(spec: Mapping[str, Any], graph: RelationGraph) -> tuple[str, float] | None:
+    """(outcome, margin) of the spec's relation in ``graph``, or None when the graph cannot decide it:
+    :func:`stack_outcomes` on the graph's stack of one."""
+    values, margins = stack_outcomes(spec, graph.stack)
+    return None if values[0] is None else (values[0], margins[0])
 
 
 def option_for(spec: Mapping[str, Any], outcome: str | None, options: list[str]) -> str | None:

@@ -1,15 +1,17 @@
 """Anatomy relation graphs: where structures lie relative to each other, in patient RAS+ mm.
 
-- :mod:`.graph` — :class:`RelationGraph` of one case (build, save, load, summarise);
-- :mod:`.stack` — :class:`RelationStack`: the relation queries, evaluated for many cases at once;
+- :mod:`.rules` — the shared types: :class:`RelationThresholds`, :class:`Relation`, :class:`PairGeometry`;
+- :mod:`.stack` — :class:`RelationStack`: the relation rules, evaluated for one case or many at once;
+- :mod:`.graph` — :class:`RelationGraph` of one case (build, save, load, summarise); its relation
+  queries read its own stack of one;
 - :mod:`.geometry` — surface distances and containment measured on a label map.
 """
 
-from volprobe.segmentation.relations.graph import (INDETERMINATE, RELATIONS_FORMAT, PairGeometry, Relation,
-                                                   RelationGraph, RelationThresholds, build_relation_graph,
+from volprobe.segmentation.relations.graph import (RELATIONS_FORMAT, RelationGraph, build_relation_graph,
                                                    load_relation_graph, relations_for_case, summarize)
-from volprobe.segmentation.relations.stack import RelationStack, StackRelation
+from volprobe.segmentation.relations.rules import INDETERMINATE, PairGeometry, Relation, RelationThresholds
+from volprobe.segmentation.relations.stack import OVERLAP, RelationStack, StackRelation
 
 __all__ = ["INDETERMINATE", "RELATIONS_FORMAT", "PairGeometry", "Relation", "RelationGraph", "RelationThresholds",
-           "build_relation_graph", "load_relation_graph", "relations_for_case", "summarize", "RelationStack",
-           "StackRelation"]
+           "build_relation_graph", "load_relation_graph", "relations_for_case", "summarize", "OVERLAP",
+           "RelationStack", "StackRelation"]

@@ -1,22 +1,32 @@
-"""The anatomy relation graph: where structures lie relative to each other, in patient RAS+ mm.
+"""The anatomy relation graph of one case: where structures lie relative to each other, in patient RAS+ mm.
 
-For every structure: :class:`~volprobe.segmentation.anatomy.StructureStats`. For every pair:
-direction along each patient axis (by centroids, and by separation of extents), contact,
-containment, minimum surface distance and volume ratio. Every relation comes with its margin in
-mm and is ``indeterminate`` when that margin is under a threshold (:class:`RelationThresholds`):
-nothing is guessed.
+For every structure: :class:`~volprobe.segmentation.anatomy.StructureStats`. For every pair: the
+minimum surface distance and the containment shares (:class:`PairGeometry`). From these, the graph
+answers relation queries: direction along each patient axis (by centroids, and by separation of
+extents), contact, containment, side of the midline, size. Every relation comes with its margin
+(mm, or a share or ratio) and is ``indeterminate`` when that margin is under a threshold
+(:class:`RelationThresholds`): nothing is guessed.
+
+The rules themselves are written once, in :class:`~volprobe.segmentation.relations.stack.RelationStack`,
+which answers a query for many rows at once; each query method here reads row 0 of the graph's own
+stack of one (:attr:`RelationGraph.stack`, built on first use), and the relations file
+(:meth:`RelationGraph.to_dict`) asks a stack whose rows are the graph's pairs
+(:meth:`RelationGraph.pair_summaries`). A graph is treated as read-only once queried:
+:meth:`RelationGraph.mirrored` and ``dataclasses.replace`` make new graphs, with new stacks.
 
 Conventions: axes are ``'lr'`` (x, + = patient's right), ``'ap'`` (y, + = anterior), ``'si'``
 (z, + = superior). ``graph.direction('liver', 'spleen', 'lr')`` answers "where is the liver
-relative to the spleen along left–right?" → ``Relation('right', 98.2)``.
+relative to the spleen along left–right?" → ``Relation('right', 98.2)``. A query about a structure
+the graph does not have raises ``KeyError``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -26,74 +36,45 @@ from volprobe.segmentation.audit import LateralityAudit, Midline, body_centre_x,
 from volprobe.segmentation.masks import LabelMap
 from volprobe.segmentation.names import mirror_name
 from volprobe.segmentation.relations.geometry import containment, surface_distances
+from volprobe.segmentation.relations.rules import INDETERMINATE, PairGeometry, Relation, RelationThresholds
+from volprobe.segmentation.relations.stack import OVERLAP, RelationStack, StackRelation
 from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE, Volume, content_hash
+
+__all__ = ["INDETERMINATE", "RELATIONS_FORMAT", "RELATIONS_VERSION", "PairGeometry", "Relation", "RelationGraph",
+           "RelationThresholds", "build_relation_graph", "load_relation_graph", "relations_for_case", "summarize"]
 
 RELATIONS_FORMAT = "volprobe.relations"
 RELATIONS_VERSION = 1
-INDETERMINATE = "indeterminate"
+_YES_NO = ("yes", "no")
 
 
-@dataclass(frozen=True)
-class RelationThresholds:
-    """Margins under which a relation is ``indeterminate`` (all in mm unless stated).
-
-    Attributes:
-        centroid_margin_mm: centroids must differ by more than this along an axis (default 5).
-        extent_margin_mm: "entirely above" needs a gap between extents larger than this; "overlap"
-            needs an overlap deeper than this (default 3; voxel centres, so adjacent slices differ by
-            one spacing).
-        contact_tolerance_mm: two structures touch when the gap between their surfaces is at most
-            this. The gap is the centre distance of the nearest boundary voxels minus the largest
-            voxel spacing, so face-adjacent voxels have gap 0 (default 1.5).
-        contact_margin_mm: "not in contact" needs a gap larger than tolerance + this (default 3).
-        distance_cutoff_mm: exact surface distances are computed for pairs whose bounding boxes are
-            nearer than this; farther pairs get the box distance as a lower bound (default 20).
-        midline_margin_mm: side of the midline / crossing it needs this margin (default 5).
-        audit_margin_mm: laterality audit ignores structures nearer the midline than this (default 10).
-        contained_share / not_contained_share: share of A inside B (B with its cavities filled) above
-            which A is inside B, and below which it is not (defaults 0.95 / 0.05).
-        size_ratio_margin: "larger" needs a volume ratio above 1 + this (default 0.10).
-        connectivity: 26 or 6 for connected components (default 26).
-    """
-
-    centroid_margin_mm: float = 5.0
-    extent_margin_mm: float = 3.0
-    contact_tolerance_mm: float = 1.5
-    contact_margin_mm: float = 3.0
-    distance_cutoff_mm: float = 20.0
-    midline_margin_mm: float = 5.0
-    audit_margin_mm: float = 10.0
-    contained_share: float = 0.95
-    not_contained_share: float = 0.05
-    size_ratio_margin: float = 0.10
-    connectivity: int = 26
+def _values(r: StackRelation, positive: str, negative: str) -> list[str]:
+    """A stack query's values per row: code +1 → ``positive``, -1 → ``negative``,
+    :data:`~volprobe.segmentation.relations.stack.OVERLAP` → 'overlap', 0 → indeterminate."""
+    table = {1: positive, -1: negative, OVERLAP: "overlap", 0: INDETERMINATE}
+    return [table[c] for c in r.code.tolist()]
 
 
-@dataclass(frozen=True)
-class Relation:
-    """A relation's value ('left', 'yes', 'indeterminate', a structure name ...) and its margin."""
-
-    value: str
-    margin: float  # mm, except shares/ratios for containment and size
-
-    @property
-    def determinate(self) -> bool:
-        return self.value != INDETERMINATE
+def _read(r: StackRelation, positive: str, negative: str) -> Relation:
+    """Row 0 of a stack query as a :class:`Relation` (values as :func:`_values`)."""
+    return Relation(_values(r, positive, negative)[0], float(r.margin[0]))
 
 
-@dataclass(frozen=True)
-class PairGeometry:
-    """Measurements of an unordered pair that cannot be derived from per-structure statistics."""
+class _PairRow(NamedTuple):
+    """One pair of a graph as a row of a stack: structures ``'a'`` and ``'b'``, their geometry oriented
+    a → b, and the graph's thresholds, midline and voxel spacing (what a stack reads of a graph)."""
 
-    surface_distance_mm: float  # centre distance of nearest boundary voxels (or a lower bound)
-    distance_is_lower_bound: bool
-    share_a_in_b: float  # share of a's voxels inside b (b's cavities filled); a < b by name
-    share_b_in_a: float
+    case: str
+    structures: dict[str, StructureStats]
+    pairs: dict[tuple[str, str], PairGeometry]
+    thresholds: RelationThresholds
+    midline: Midline
+    max_spacing_mm: float
 
 
 @dataclass
 class RelationGraph:
-    """Structures and pairwise measurements of one case, with relation queries.
+    """Structures and pairwise measurements of one case, with relation queries (answered by :attr:`stack`).
 
     Attributes:
         case: case id; structures: name → stats; pairs: (a, b) with a < b → geometry.
@@ -128,6 +109,11 @@ class RelationGraph:
         except KeyError:
             raise KeyError(f"{self.case}: no structure {name!r}") from None
 
+    def _need(self, *names: str) -> None:
+        """Raise ``KeyError`` for a name the graph does not have (the stack would answer undecided)."""
+        for name in names:
+            self._s(name)
+
     def geometry(self, a: str, b: str) -> PairGeometry:
         """Pair measurements (shares oriented so ``share_a_in_b`` is a inside b)."""
         if a == b:
@@ -141,119 +127,75 @@ class RelationGraph:
     def max_spacing_mm(self) -> float:
         return float(max(self.grid["spacing"]))
 
-    # -- relations -----------------------------------------------------------------------
+    @cached_property
+    def stack(self) -> RelationStack:
+        """This graph as a :class:`~volprobe.segmentation.relations.stack.RelationStack` of one case: the
+        relation rules. Built on first use and kept; copies (``replace``, :meth:`mirrored`) build their own."""
+        return RelationStack([self])
+
+    # -- relations (row 0 of the stack; see RelationStack for each rule) ---------------------------------
     def direction(self, a: str, b: str, axis: str) -> Relation:
-        """Where a's centroid lies relative to b's along ``axis`` ('lr', 'ap', 'si')."""
-        k = PATIENT_AXES.index(axis)
-        d = self._s(a).centroid_mm[k] - self._s(b).centroid_mm[k]
-        if abs(d) <= self.thresholds.centroid_margin_mm:
-            return Relation(INDETERMINATE, abs(d))
-        return Relation(POSITIVE_SIDE[axis] if d > 0 else NEGATIVE_SIDE[axis], abs(d))
+        """Where a's centroid lies relative to b's along ``axis`` ('lr', 'ap', 'si'); margin: mm."""
+        self._need(a, b)
+        return _read(self.stack.direction(a, b, axis), POSITIVE_SIDE[axis], NEGATIVE_SIDE[axis])
 
     def extent_relation(self, a: str, b: str, axis: str) -> Relation:
         """'superior' when a lies entirely above b (a's lowest point above b's highest), etc.;
         'overlap' when their extents overlap; margin = gap or overlap depth in mm."""
-        k = PATIENT_AXES.index(axis)
-        sa, sb = self._s(a), self._s(b)
-        above = sa.min_mm[k] - sb.max_mm[k]
-        below = sb.min_mm[k] - sa.max_mm[k]
-        m = self.thresholds.extent_margin_mm
-        if above > m:
-            return Relation(POSITIVE_SIDE[axis], above)
-        if below > m:
-            return Relation(NEGATIVE_SIDE[axis], below)
-        overlap = -max(above, below)
-        if overlap > m:
-            return Relation("overlap", overlap)
-        return Relation(INDETERMINATE, abs(max(above, below)))
+        self._need(a, b)
+        return _read(self.stack.extent_relation(a, b, axis), POSITIVE_SIDE[axis], NEGATIVE_SIDE[axis])
 
     def extends_beyond(self, a: str, b: str, axis: str, side: str) -> Relation:
         """Does a extend past b's extreme point on ``side`` of ``axis`` (e.g. below b's lowest point:
-        axis='si', side='inferior')? Indeterminate when either is cut by the field of view."""
-        k = PATIENT_AXES.index(axis)
-        sa, sb = self._s(a), self._s(b)
-        if sa.touches_border or sb.touches_border:
-            return Relation(INDETERMINATE, 0.0)
-        if side == POSITIVE_SIDE[axis]:
-            d = sa.max_mm[k] - sb.max_mm[k]
-        elif side == NEGATIVE_SIDE[axis]:
-            d = sb.min_mm[k] - sa.min_mm[k]
-        else:
-            raise ValueError(f"side {side!r} is not on axis {axis!r}")
-        if abs(d) <= self.thresholds.extent_margin_mm:
-            return Relation(INDETERMINATE, abs(d))
-        return Relation("yes" if d > 0 else "no", abs(d))
+        axis='si', side='inferior')? Indeterminate (margin 0) when either is cut by the field of view."""
+        self._need(a, b)
+        return _read(self.stack.extends_beyond(a, b, axis, side), *_YES_NO)
 
     def contact(self, a: str, b: str) -> Relation:
         """Do a and b touch? margin = surface gap in mm."""
-        g = self.geometry(a, b)
-        gap = max(0.0, g.surface_distance_mm - self.max_spacing_mm)
-        t = self.thresholds
-        if not g.distance_is_lower_bound and gap <= t.contact_tolerance_mm:
-            return Relation("yes", gap)
-        if gap > t.contact_tolerance_mm + t.contact_margin_mm:
-            return Relation("no", gap)
-        return Relation(INDETERMINATE, gap)
+        self.geometry(a, b)
+        return _read(self.stack.contact(a, b), *_YES_NO)
 
     def surface_distance(self, a: str, b: str) -> tuple[float, bool]:
         """(distance in mm, is_lower_bound)."""
-        g = self.geometry(a, b)
-        return g.surface_distance_mm, g.distance_is_lower_bound
+        self.geometry(a, b)
+        dist, lower = self.stack.surface_distance(a, b)
+        return float(dist[0]), bool(lower[0])
 
     def inside(self, a: str, b: str) -> Relation:
         """Is a inside b? margin = share of a's voxels inside b (b's cavities filled)."""
-        share = self.geometry(a, b).share_a_in_b
-        t = self.thresholds
-        if share >= t.contained_share:
-            return Relation("yes", share)
-        if share <= t.not_contained_share:
-            return Relation("no", share)
-        return Relation(INDETERMINATE, share)
+        self.geometry(a, b)
+        return _read(self.stack.inside(a, b), *_YES_NO)
 
     def midline_offset(self, name: str) -> float:
         """Centroid x − midline x in mm (negative: patient's left)."""
-        return self._s(name).centroid_mm[0] - self.midline.x_mm
+        self._need(name)
+        return float(self.stack.midline_offset(name)[0])
 
     def side(self, name: str) -> Relation:
         """Which side of the body's midline the structure's centroid lies on."""
-        off = self.midline_offset(name)
-        if abs(off) <= self.thresholds.midline_margin_mm:
-            return Relation(INDETERMINATE, abs(off))
-        return Relation("right" if off > 0 else "left", abs(off))
+        self._need(name)
+        return _read(self.stack.side(name), "right", "left")
 
     def crosses_midline(self, name: str) -> Relation:
         """Does the structure extend across the midline? margin = how far its shorter side reaches."""
-        s = self._s(name)
-        left_reach = self.midline.x_mm - s.min_mm[0]
-        right_reach = s.max_mm[0] - self.midline.x_mm
-        m = self.thresholds.midline_margin_mm
-        reach = min(left_reach, right_reach)
-        if reach > m:
-            return Relation("yes", reach)
-        if reach < -m:
-            return Relation("no", -reach)
-        return Relation(INDETERMINATE, abs(reach))
+        self._need(name)
+        return _read(self.stack.crosses_midline(name), *_YES_NO)
 
     def closer_to_midline(self, a: str, b: str) -> Relation:
         """Which of a and b has its centroid nearer the midline (value: a name)."""
-        da, db = abs(self.midline_offset(a)), abs(self.midline_offset(b))
-        if abs(da - db) <= self.thresholds.centroid_margin_mm:
-            return Relation(INDETERMINATE, abs(da - db))
-        return Relation(a if da < db else b, abs(da - db))
+        self._need(a, b)
+        return _read(self.stack.closer_to_midline(a, b), a, b)
 
     def larger(self, a: str, b: str) -> Relation:
         """Which of a and b has the larger volume (value: a name; margin: volume ratio ≥ 1).
-        Indeterminate when either is cut by the field of view."""
-        sa, sb = self._s(a), self._s(b)
-        if sa.touches_border or sb.touches_border:
-            return Relation(INDETERMINATE, 1.0)
-        ratio = max(sa.volume_ml, sb.volume_ml) / max(min(sa.volume_ml, sb.volume_ml), 1e-9)
-        if ratio <= 1.0 + self.thresholds.size_ratio_margin:
-            return Relation(INDETERMINATE, ratio)
-        return Relation(a if sa.volume_ml > sb.volume_ml else b, ratio)
+        Indeterminate (margin 1) when either is cut by the field of view."""
+        self._need(a, b)
+        return _read(self.stack.larger(a, b), a, b)
 
     def volume_ratio(self, a: str, b: str) -> float:
-        return self._s(a).volume_ml / max(self._s(b).volume_ml, 1e-9)
+        self._need(a, b)
+        return float(self.stack.volume_ratio(a, b)[0])
 
     def iter_pairs(self) -> Iterator[tuple[str, str]]:
         return iter(self.pairs)
@@ -291,21 +233,40 @@ class RelationGraph:
     # -- serialisation --------------------------------------------------------------------------
     def pair_summary(self, a: str, b: str) -> dict:
         """Every relation of a relative to b, as plain JSON values."""
-        def rel(r: Relation) -> list:
-            return [r.value, round(float(r.margin), 3)]
+        return self.pair_summaries([(a, b)])[0]
 
-        g = self.geometry(a, b)
-        return {
-            "a": a, "b": b,
-            "direction": {ax: rel(self.direction(a, b, ax)) for ax in PATIENT_AXES},
-            "extent": {ax: rel(self.extent_relation(a, b, ax)) for ax in PATIENT_AXES},
-            "surface_distance_mm": g.surface_distance_mm,
-            "distance_is_lower_bound": g.distance_is_lower_bound,
-            "contact": rel(self.contact(a, b)),
-            "share_a_in_b": g.share_a_in_b, "share_b_in_a": g.share_b_in_a,
-            "inside": rel(self.inside(a, b)),
-            "volume_ratio": round(self.volume_ratio(a, b), 4),
-        }
+    def pair_summaries(self, pairs: Sequence[tuple[str, str]]) -> list[dict]:
+        """:meth:`pair_summary` of each pair (a, b), all at once: the pairs are the rows of one stack
+        (row i holds the i-th pair's structures as ``'a'`` and ``'b'``, with this graph's thresholds and
+        midline), so each relation is one stack query for every pair, by the same rules as the queries above."""
+        pairs = list(pairs)
+        geometry = [self.geometry(a, b) for a, b in pairs]
+        spacing = self.max_spacing_mm
+        rows = RelationStack([_PairRow(f"{a}|{b}", {"a": self._s(a), "b": self._s(b)}, {("a", "b"): g},
+                                       self.thresholds, self.midline, spacing) for (a, b), g in zip(pairs, geometry)])
+
+        def rel(r: StackRelation, positive: str, negative: str) -> list[list]:
+            return [[v, round(m, 3)] for v, m in zip(_values(r, positive, negative), r.margin.tolist())]
+
+        sides = {ax: (POSITIVE_SIDE[ax], NEGATIVE_SIDE[ax]) for ax in PATIENT_AXES}
+        direction = {ax: rel(rows.direction("a", "b", ax), *sides[ax]) for ax in PATIENT_AXES}
+        extent = {ax: rel(rows.extent_relation("a", "b", ax), *sides[ax]) for ax in PATIENT_AXES}
+        contact, inside = rel(rows.contact("a", "b"), *_YES_NO), rel(rows.inside("a", "b"), *_YES_NO)
+        ratio = rows.volume_ratio("a", "b").tolist()
+        out = []
+        for i, ((a, b), g) in enumerate(zip(pairs, geometry)):
+            out.append({
+                "a": a, "b": b,
+                "direction": {ax: direction[ax][i] for ax in PATIENT_AXES},
+                "extent": {ax: extent[ax][i] for ax in PATIENT_AXES},
+                "surface_distance_mm": g.surface_distance_mm,
+                "distance_is_lower_bound": g.distance_is_lower_bound,
+                "contact": contact[i],
+                "share_a_in_b": g.share_a_in_b, "share_b_in_a": g.share_b_in_a,
+                "inside": inside[i],
+                "volume_ratio": round(ratio[i], 4),
+            })
+        return out
 
     def to_dict(self, include_relations: bool = True) -> dict:
         out = {
@@ -316,12 +277,14 @@ class RelationGraph:
             "structures": {n: s.to_dict() for n, s in sorted(self.structures.items())},
             "pairs": [],
         }
-        for (a, b), g in sorted(self.pairs.items()):
-            entry = self.pair_summary(a, b) if include_relations else {
-                "a": a, "b": b, "surface_distance_mm": g.surface_distance_mm,
-                "distance_is_lower_bound": g.distance_is_lower_bound,
-                "share_a_in_b": g.share_a_in_b, "share_b_in_a": g.share_b_in_a}
-            out["pairs"].append(entry)
+        pairs = sorted(self.pairs.items())
+        if include_relations:
+            out["pairs"] = self.pair_summaries([key for key, _ in pairs])
+        else:
+            out["pairs"] = [{"a": a, "b": b, "surface_distance_mm": g.surface_distance_mm,
+                             "distance_is_lower_bound": g.distance_is_lower_bound,
+                             "share_a_in_b": g.share_a_in_b, "share_b_in_a": g.share_b_in_a}
+                            for (a, b), g in pairs]
         return out
 
     @classmethod
