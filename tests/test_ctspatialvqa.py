@@ -117,8 +117,10 @@ def test_import_predictions_problems(items, tmp_path):
     rows[1]["answer"] = "A different gold."
     lines = [rows[0], rows[0], rows[1], extra, {"question_id": "valid_40_b_2.nii.gz::1", "prediction": "Yes."}]
     (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    with pytest.raises(FormatError, match=r"p.jsonl:2: a prediction for item .* again \(first at line 1\).*--dedupe"):
+        import_predictions(tmp_path / "p.jsonl", items, "x")
     with pytest.warns(VolprobeWarning) as caught:
-        result = import_predictions(tmp_path / "p.jsonl", items, "x")
+        result = import_predictions(tmp_path / "p.jsonl", items, "x", dedupe="first")
     messages = " | ".join(str(w.message) for w in caught)
     assert "1 predictions match no item (line 4)" in messages and "1 repeated" in messages
     assert "differs from the item's" in messages and "2 of 5 items have no prediction" in messages
@@ -133,13 +135,16 @@ def test_import_predictions_problems(items, tmp_path):
 
 
 def test_import_judged(items, tmp_path):
+    with pytest.warns(VolprobeWarning, match="notes"), pytest.raises(FormatError,
+                                                                     match=r"judged.csv:6: column 'RadFM' is blank"):
+        import_judged(JUDGED, items)
     with pytest.warns(VolprobeWarning, match="column 'notes' skipped"):
-        result = import_judged(JUDGED, items)
+        result = import_judged(JUDGED, items, skip_blank=True)
     got = {(r.model, r.item_id): (r.correct, r.scores["judge_fraction"]) for r in result.records}
     assert got[("M3D-LaMed", "ctspatialvqa/valid_12_a_1/0")] == (True, 1.0)
     assert got[("M3D-LaMed", "ctspatialvqa/valid_12_a_1/1")] == (True, 0.66)  # 2 of 3 judges
     assert got[("RadFM", "ctspatialvqa/valid_12_a_1/0")] == (False, 0.33)
-    assert ("RadFM", "ctspatialvqa/valid_40_b_2/1") not in got  # empty cell: not judged
+    assert ("RadFM", "ctspatialvqa/valid_40_b_2/1") not in got  # empty cell read as not judged
     assert len(result.records) == 9
     strict = import_judged(JUDGED, items, threshold=0.9, models=["M3D-LaMed"])
     assert sum(r.correct for r in strict.records) == 2
@@ -157,12 +162,12 @@ def test_import_judged_one_based_and_without_items(items, tmp_path):
     with pytest.warns(VolprobeWarning, match="count from 1"):
         result = import_judged(tmp_path / "j.csv", items, models=["M3D-LaMed"])
     assert {r.item_id for r in result.records} == {it.id for it in items}
-    bare = import_judged(JUDGED, None, models=["RadFM"])
+    bare = import_judged(JUDGED, None, models=["RadFM"], skip_blank=True)
     assert bare.records[0].item_id == "ctspatialvqa/valid_12_a_1/0" and bare.records[0].patient == "valid_12"
 
 
 @pytest.mark.parametrize("row, message", [
-    ("valid_12_a_1.nii.gz::0,1.5,0,", r"M3D-LaMed = 1.5, a judge fraction must lie in \[0, 1\]"),
+    ("valid_12_a_1.nii.gz::2,1.5,0,", r"M3D-LaMed = 1.5, a judge fraction must lie in \[0, 1\]"),
     ("valid_12_a_1.nii.gz-0,1,0,", "is not '<case_id>::<index>'"),
 ])
 def test_import_judged_bad_rows(items, tmp_path, row, message):
@@ -187,7 +192,7 @@ def test_cli_imports(tmp_path):
     assert res.exit_code == 0, res.output
     assert len(read_records(tmp_path / "p.jsonl")) == 5 and "spatial_agree" in res.output
     res = runner.invoke(main, ["import", "judged", str(JUDGED), "--items", str(items_out), "--out",
-                               str(tmp_path / "j.jsonl")])
+                               str(tmp_path / "j.jsonl"), "--skip-blank"])
     assert res.exit_code == 0, res.output
     assert {r.model for r in read_records(tmp_path / "j.jsonl")} == {"M3D-LaMed", "RadFM"}
     assert (tmp_path / "j.jsonl.manifest.json").exists()

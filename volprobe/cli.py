@@ -5,23 +5,68 @@ Run ``probe --help`` or ``probe COMMAND --help``.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import click
 
 from volprobe import __version__
 from volprobe.errors import VolprobeError
 
+#: Exit status of `probe run` when the run finished but some records hold an error (rerun to retry them).
+EXIT_RECORD_ERRORS = 3
+
+
+def _fail(message: str, status: int = 2) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(status)
+
 
 class ProbeGroup(click.Group):
-    """Turns volprobe's own errors into a one-paragraph message and exit status 2."""
+    """Turns user errors into one ``error: ...`` message and exit status 2: volprobe's own errors, bad
+    options (click's usage errors), environment faults (full disk, read-only folder) and running out of memory."""
 
     def invoke(self, ctx: click.Context):
+        from volprobe.fileio import describe_os_error
+
         try:
             return super().invoke(ctx)
         except (VolprobeError, FileNotFoundError) as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(2)
+            _fail(str(exc))
+        except click.ClickException as exc:
+            where = getattr(exc, "ctx", None)
+            hint = f" (see '{where.command_path} --help')" if isinstance(exc, click.UsageError) and where else ""
+            _fail(exc.format_message() + hint, exc.exit_code)
+        except OSError as exc:
+            _fail(describe_os_error(exc))
+        except MemoryError:
+            _fail("out of memory; use smaller inputs or settings (e.g. a smaller --shape, --batch-size or "
+                  "--limit), or a machine with more memory")
+
+
+def _guard(command: str, outputs, inputs, folder=None) -> None:
+    """Refuse, before any work, outputs that would overwrite an input (see :mod:`volprobe.outputs`)."""
+    from volprobe.outputs import check_outputs
+
+    check_outputs(command, outputs, inputs, folder=folder)
+
+
+def _file_outputs(out) -> list:
+    from volprobe.outputs import file_outputs
+
+    return file_outputs(out) if out else []
+
+
+def _distinct_inputs(paths, what: str) -> None:
+    """The same input given twice would count everything twice."""
+    seen: dict[str, str] = {}
+    for p in paths:
+        real = os.path.realpath(p)
+        if real in seen:
+            raise VolprobeError(f"{p} is given twice{'' if seen[real] == p else f' (also as {seen[real]})'}; "
+                                f"each {what} counts once")
+        seen[real] = p
 
 
 @click.group(cls=ProbeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,8 +102,8 @@ def seed_option(default: int = 0):
 @click.option("--shape", nargs=3, type=click.IntRange(min=2), default=None, metavar="I J K",
               help="Voxels along the array axes (~left-right, anterior-posterior, superior-inferior). "
                    "[default: 96 80 84]")
-@click.option("--spacing", nargs=3, type=float, default=None, metavar="I J K",
-              help="Voxel size in mm along the array axes. [default: 4 4 5]")
+@click.option("--spacing", nargs=3, type=click.FloatRange(min=0, min_open=True), default=None, metavar="I J K",
+              help="Voxel size in mm along the array axes (positive). [default: 4 4 5]")
 @click.option("--orientation", type=click.Choice(["RAS", "LPS", "LAS", "oblique", "mixed"]), default="RAS",
               show_default=True, help="Array layout (the anatomy is the same); 'mixed' cycles through all four.")
 @click.option("--variation", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -82,6 +127,7 @@ def phantom_cmd(out_dir, n, seed, shape, spacing, orientation, variation, situs_
     """
     from volprobe.segmentation.phantoms.generate import DEFAULT_SHAPE, DEFAULT_SPACING, generate_phantoms
 
+    _guard("probe phantom", [Path(out_dir) / "manifest.json"], [], folder=out_dir)
     cases = generate_phantoms(out_dir, n, seed, shape=shape or DEFAULT_SHAPE, spacing=spacing or DEFAULT_SPACING,
                               orientation=orientation, variation=variation, situs_inversus=situs_inversus,
                               noise_hu=noise_hu)
@@ -101,7 +147,8 @@ def phantom_cmd(out_dir, n, seed, shape, spacing, orientation, variation, situs_
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Result cache (default $VOLPROBE_CACHE_DIR or ~/.cache/volprobe/totalsegmentator).")
 @click.option("--series", default=None, metavar="UID", help="DICOM SeriesInstanceUID (or unique prefix) to read.")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Stop one CT after this many seconds.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop one CT after this many seconds.")
 def segment_cmd(cts, out_dir, fast, device, roi_subset, weights_dir, cache_dir, series, timeout_s) -> None:
     """Segment CTs with TotalSegmentator (task 'total'), offline.
 
@@ -114,8 +161,10 @@ def segment_cmd(cts, out_dir, fast, device, roi_subset, weights_dir, cache_dir, 
       probe segment ct1.nii.gz ct2.nii.gz --out masks/ --fast
       probe relations ct1.nii.gz --masks masks/ct1.nii.gz --out rel.json
     """
-    from volprobe.segmentation.totalseg.runner import segment_many
+    from volprobe.segmentation.totalseg.runner import segment_many, unique_output_names
 
+    _guard("probe segment", [o for name in unique_output_names(list(cts))
+                             for o in _file_outputs(Path(out_dir) / f"{name}.nii.gz")], list(cts), folder=out_dir)
     results = segment_many(list(cts), out_dir, fast=fast, device=device, roi_subset=roi_subset or None,
                            weights_dir=weights_dir, cache_dir=cache_dir, series=series, timeout_s=timeout_s)
     for r in results:
@@ -134,11 +183,11 @@ def segment_cmd(cts, out_dir, fast, device, roi_subset, weights_dir, cache_dir, 
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Relation graph JSON to write.")
 @click.option("--resample-masks", is_flag=True,
               help="Resample masks on another grid to the CT by nearest neighbour (default: refuse).")
-@click.option("--centroid-margin", type=float, default=5.0, show_default=True,
+@click.option("--centroid-margin", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="mm; centroid directions closer than this are 'indeterminate'.")
-@click.option("--extent-margin", type=float, default=3.0, show_default=True,
+@click.option("--extent-margin", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="mm; gap/overlap of extents needed for 'entirely above' or 'overlap'.")
-@click.option("--contact-tolerance", type=float, default=1.5, show_default=True,
+@click.option("--contact-tolerance", type=click.FloatRange(min=0), default=1.5, show_default=True,
               help="mm; surface gap up to which two structures touch.")
 @click.option("--quiet", is_flag=True, help="Do not print the summary.")
 def relations_cmd(ct, masks, out, resample_masks, centroid_margin, extent_margin, contact_tolerance, quiet) -> None:
@@ -156,6 +205,7 @@ def relations_cmd(ct, masks, out, resample_masks, centroid_margin, extent_margin
     """
     from volprobe.segmentation.relations.graph import RelationThresholds, relations_for_case, summarize
 
+    _guard("probe relations", _file_outputs(out), [ct, masks])
     thresholds = RelationThresholds(centroid_margin_mm=centroid_margin, extent_margin_mm=extent_margin,
                                     contact_tolerance_mm=contact_tolerance)
     graph = relations_for_case(ct, masks, out, resample_masks=resample_masks, thresholds=thresholds)
@@ -188,8 +238,9 @@ def _split_names(ctx, param, values) -> tuple[str, ...]:
               help="Only these: yes_no, two_option, four_option. [default: all]")
 @seed_option()
 @click.option("--masks-suffix", default=None, metavar="SUFFIX",
-              help="Also take CTs NAME.nii.gz with masks NAME<SUFFIX> beside them (e.g. _seg.nii.gz, as "
-                   "`probe phantom` writes; folders of such pairs too); relation graphs are computed on the fly.")
+              help="Also take CTs NAME.nii.gz with masks NAME<SUFFIX> beside them (e.g. _seg.nii.gz; folders of "
+                   "such pairs too: a CT there without its masks is an error); relation graphs are computed on the "
+                   "fly. Folders written by `probe phantom` need no suffix (their manifest lists the pairs).")
 @click.option("--structures", "include", multiple=True, callback=_split_names, metavar="GLOB",
               help="Only ask about structures matching GLOB (repeatable), e.g. --structures 'kidney_*,liver'.")
 @click.option("--exclude", multiple=True, callback=_split_names, metavar="GLOB",
@@ -217,23 +268,25 @@ def questions_cmd(cases, out, per_case, categories, formats, seed, masks_suffix,
     """Spatial question items from anatomy relation graphs: mask-verified, balanced, evidence-tagged.
 
     \b
-    CASES: relations JSON files from `probe relations`, folders of them, or (with --masks-suffix)
-    CTs / phantom folders with their masks. Every answer comes from a clear relation in the masks
-    (never an indeterminate one); counterbalanced pairs (A vs B and B vs A) and rotated options
-    balance yes/no, left/right and option positions per category and format, and the answers of
-    families that vary across cases are balanced across the cases that ask them; each item carries
-    its relation, margin, evidence axes and axial slices, counterfactual golds for mirror_lr /
-    flip_si / flip_ap, and prior_fixed (normal anatomy fixes the answer, judged across cases).
+    CASES: relations JSON files from `probe relations`, folders of them, folders written by
+    `probe phantom`, or (with --masks-suffix) CTs with their masks. Every answer comes from a
+    clear relation in the masks (never an indeterminate one); counterbalanced pairs (A vs B and
+    B vs A) and rotated options balance yes/no, left/right and option positions per category and
+    format, and the answers of families that vary across cases are balanced across the cases that
+    ask them; each item carries its relation, margin, evidence axes and axial slices,
+    counterfactual golds for mirror_lr / flip_si / flip_ap, and prior_fixed (normal anatomy fixes
+    the answer, judged across cases).
     volume_path is relative to the folder of OUT.
     Examples:
       probe questions rel/ --out items.jsonl --per-case 60 --seed 0
-      probe phantom --out ph/ --n 40 && probe questions ph/ --masks-suffix _seg.nii.gz --out items.jsonl \\
+      probe phantom --out ph/ --n 40 && probe questions ph/ --out items.jsonl \\
           --structures 'kidney_*,liver,spleen,stomach,lung_*' --leakage-check
     """
     from volprobe.probes.questions import (CATEGORIES, FORMATS, QuestionSettings, generate_questions, leakage_check
                                            as run_leakage, load_cases, write_question_set)
     from volprobe.probes.questions.balance import load_prior_reference
 
+    _guard("probe questions", _file_outputs(out), list(cases) + [prior_reference])
     settings = QuestionSettings(
         per_case=per_case, categories=categories or CATEGORIES, formats=formats or FORMATS, seed=seed,
         min_volume_ml=min_volume, include=include, exclude=exclude, prior_min_cases=prior_min_cases,
@@ -304,6 +357,7 @@ def import_3drad_cmd(path, split, volumes, out) -> None:
     """
     from volprobe.probes.datasets.threedrad import load_3drad
 
+    _guard("probe import 3drad", _file_outputs(out), [path, volumes])
     with _quiet_volprobe_warnings():
         result = load_3drad(path, split=split, volumes=volumes)
     _write_items_with_manifest(result, out, f"probe import 3drad {path} --split {split}",
@@ -325,6 +379,7 @@ def import_ctspatialvqa_cmd(path, categories, volumes, out) -> None:
     """
     from volprobe.probes.datasets.ctspatialvqa import load_ctspatialvqa
 
+    _guard("probe import ctspatialvqa", _file_outputs(out), [path, categories, volumes])
     with _quiet_volprobe_warnings():
         result = load_ctspatialvqa(path, categories=categories, volumes=volumes)
     inputs = [p for p in (path, categories) if p]
@@ -347,40 +402,57 @@ def _write_records_with_manifest(result, out: str, command: str, inputs: list, p
 @click.option("--items", "items_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The items the predictions answer (from `probe import ...`).")
 @click.option("--model", required=True, help="Model name to record.")
+@click.option("--dedupe", type=click.Choice(["first", "last"]), default=None,
+              help="Keep the first (or last) of several predictions for one item. [default: an error naming them]")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Records file to write (JSON Lines).")
-def import_predictions_cmd(path, items_path, model, out) -> None:
+def import_predictions_cmd(path, items_path, model, dedupe, out) -> None:
     """Another harness's predictions (JSON Lines with 'prediction') -> scored run records.
 
     Rows are matched to items by item_id/id, question_id, or case (case_id/image_path) and question text.
+    Two predictions for one item are an error unless --dedupe says which to keep.
     """
     from volprobe.probes.datasets.external import import_predictions
     from volprobe.items import read_items
 
+    _guard("probe import predictions", _file_outputs(out), [path, items_path])
     with _quiet_volprobe_warnings():
-        result = import_predictions(path, read_items(items_path), model)
+        result = import_predictions(path, read_items(items_path), model, dedupe=dedupe)
     _write_records_with_manifest(result, out, f"probe import predictions {path} --model {model}",
-                                 [path, items_path], {"model": model})
+                                 [path, items_path], {"model": model, "dedupe": dedupe})
 
 
 @import_group.command("judged")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--items", "items_path", type=click.Path(exists=True, dir_okay=False),
               help="CT-SpatialVQA items (recommended: gives records their gold answers and categories).")
-@click.option("--threshold", type=float, default=0.5, show_default=True,
-              help="Judge fraction at or above which an answer is correct (0.5 = a majority of judges).")
-@click.option("--model", "models", multiple=True, help="Model column to read (repeatable; default: all numeric columns).")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="Judge fraction at or above which an answer is correct, in (0, 1] (0.5 = a majority of judges).")
+@click.option("--model", "models", multiple=True, help="Model column to read (repeatable; default: every column "
+              "holding judge fractions).")
+@click.option("--dedupe", type=click.Choice(["first", "last"]), default=None,
+              help="Keep the first (or last) row of a question_id given more than once. [default: an error]")
+@click.option("--skip-blank", is_flag=True,
+              help="Read a blank cell as 'not judged' (no record for that model and question). [default: an error]")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Records file to write (JSON Lines).")
-def import_judged_cmd(path, items_path, threshold, models, out) -> None:
-    """A judged-correctness CSV (question_id + one column per model) -> run records, one model per column."""
+def import_judged_cmd(path, items_path, threshold, models, dedupe, skip_blank, out) -> None:
+    """A judged-correctness CSV (question_id + one column per model) -> run records, one model per column.
+
+    Every cell of a model column must be a judge fraction in [0, 1]; a blank or text cell, or a question_id
+    given twice, is an error naming its line and column (see --skip-blank, --dedupe). Columns without any
+    number (notes) are skipped with a warning.
+    """
     from volprobe.probes.datasets.external import import_judged
     from volprobe.items import read_items
 
+    _guard("probe import judged", _file_outputs(out), [path, items_path])
     items = read_items(items_path) if items_path else None
     with _quiet_volprobe_warnings():
-        result = import_judged(path, items, threshold=threshold, models=list(models) or None)
+        result = import_judged(path, items, threshold=threshold, models=list(models) or None, dedupe=dedupe,
+                               skip_blank=skip_blank)
     inputs = [p for p in (path, items_path) if p]
     _write_records_with_manifest(result, out, f"probe import judged {path}", inputs,
-                                 {"threshold": threshold, "models": list(models)})
+                                 {"threshold": threshold, "models": list(models), "dedupe": dedupe,
+                                  "skip_blank": skip_blank})
 
 
 @main.group("baseline")
@@ -402,7 +474,7 @@ def baseline_group() -> None:
               help="majority: most frequent answer per task/subtask/label; history-rule: 3D-RAD Task 6 from "
                    "the prior states in the question; text-classifier: TF-IDF + logistic regression "
                    "(plugins may add kinds).")
-@click.option("--min-count", type=int, default=5, show_default=True,
+@click.option("--min-count", type=click.IntRange(min=1), default=5, show_default=True,
               help="Fewest training items a group needs before its majority is used.")
 @seed_option()
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Baseline file to write (JSON).")
@@ -411,6 +483,7 @@ def baseline_fit_cmd(items_path, kind, min_count, seed, out) -> None:
     from volprobe.items import read_items
     from volprobe.probes.baselines import fit_baseline, save_baseline
 
+    _guard("probe baseline fit", _file_outputs(out), [items_path])
     baseline = fit_baseline(read_items(items_path), kind, seed=seed, min_count=min_count)
     save_baseline(baseline, out, command=f"probe baseline fit --kind {kind}", inputs=[items_path])
     click.echo(f"fitted {kind} on {baseline.n_fitted} items -> {out}")
@@ -428,6 +501,7 @@ def baseline_eval_cmd(baseline_path, items_path, out) -> None:
     from volprobe.items import read_items
     from volprobe.probes.baselines import evaluate_baseline, load_baseline
 
+    _guard("probe baseline eval", _file_outputs(out), [baseline_path, items_path])
     control = reference_control()
     result = evaluate_baseline(load_baseline(baseline_path), read_items(items_path), f"prior:{baseline_path}",
                                control.label, control.facts())
@@ -449,9 +523,11 @@ def score_cmd(records, bertscore_model, out) -> None:
     spatial-term agreement, judge fraction). For CIs and paired tests use `probe report`.
     """
     from volprobe.probes.scoring.aggregate import summarise, write_summaries
-    from volprobe.records import read_records
+    from volprobe.records import read_record_files
 
-    recs = [r for path in records for r in read_records(path)]
+    _guard("probe score", _file_outputs(out), list(records))
+    _distinct_inputs(records, "records file")
+    recs = read_record_files(records)
     summaries = summarise(recs)
     note = None
     if bertscore_model:
@@ -501,8 +577,9 @@ def _parse_model_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (passed to the adapter).")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32", "auto"]), default="auto", show_default=True,
               help="Weights dtype (passed to the adapter).")
-@click.option("--batch-size", type=int, default=1, show_default=True, help="Items per generate call.")
-@click.option("--limit", type=int, default=None, help="Only the first N items of the file.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Items per generate call.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the first N items of the file.")
 @click.option("--shard", default=None, metavar="I/N",
               help="Run only shard I of N (0-based: 0/4 .. 3/4); cases are split deterministically and stay "
                    "whole. Join the shards with `probe merge`.")
@@ -512,17 +589,23 @@ def _parse_model_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
               help="Adapter option (repeatable), e.g. --model-option max_new_tokens=64.")
 @click.option("--label", default=None, help="Model name in the records (default: the --model spec as given).")
+@click.option("--no-retry-errors", is_flag=True,
+              help="On resume, keep records that ended in an error instead of running them again.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @seed_option()
 def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size, limit, shard, single_slice,
-            model_options, label, no_progress, seed) -> None:
+            model_options, label, no_retry_errors, no_progress, seed) -> None:
     """Answer every item under every control; one JSON record per (item, control) in OUT.
 
     \b
     Records are appended and fsync'ed per batch; killing the run loses at most the batch in
-    flight, and rerunning the same command resumes without doing any item twice. Items are
-    grouped by case so each volume is read once and each (volume, control) input is prepared
-    once. Decoding is the adapter's (greedy by default) and is recorded with every record.
+    flight, and rerunning the same command resumes without doing any item twice. Records that
+    ended in an error (a missing volume, a model failure) are run again on resume (and the
+    count said) unless --no-retry-errors. Items are grouped by case so each volume is read
+    once and each (volume, control) input is prepared once. Decoding is the adapter's
+    (greedy by default) and is recorded with every record.
+    Exit status: 0 when every record holds an answer, 3 when the run finished but some
+    records hold an error (rerun the same command to retry them), 2 for bad input.
     Examples:
       probe run --model random --items items.jsonl --control full --control text_only --out runs/random
       probe run --model m3d:/weights/M3D-RAD --items items.jsonl --control full --control mirror_lr \\
@@ -530,12 +613,20 @@ def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size
       probe merge runs/m3d --out runs/m3d-all
     """
     from volprobe.probes.run.engine import run_from_files
+    from volprobe.probes.run.store import RunFiles, Shard
 
+    files = RunFiles(Path(out_dir), Shard.parse(shard))
+    _guard("probe run", [files.records, files.excluded, files.manifest], [items_path], folder=out_dir)
     summary = run_from_files(model_spec, items_path, list(controls), out_dir, device=device, dtype=dtype,
                              single_slice=single_slice, model_options=_parse_model_options(model_options),
                              label=label, seed=seed, batch_size=batch_size, limit=limit, shard=shard,
-                             progress=not no_progress)
+                             progress=not no_progress, retry_errors=not no_retry_errors)
     click.echo(str(summary))
+    if summary.errors_remaining:
+        first = summary.first_error.strip().splitlines()[0][:200] if summary.first_error else "?"
+        click.secho(f"warning: {summary.errors_remaining} records ended in an error (e.g. {first}); "
+                    "fix the cause and rerun the same command to retry them", fg="yellow", err=True)
+        sys.exit(EXIT_RECORD_ERRORS)
 
 
 @main.command("merge")
@@ -598,7 +689,8 @@ def models_cmd() -> None:
               type=click.Choice(["task", "category", "subtask", "evidence", "prior_fixed"]),
               help="Also report per group of items (repeatable). evidence: the patient axes an answer "
                    "depends on (lr, si, lr+si, none); prior_fixed: whether normal anatomy fixes the answer.")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level; CIs are 1-alpha.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Significance level, in (0, 1); CIs are 1-alpha.")
 @click.option("--correction", type=click.Choice(["holm", "fdr_bh"]), default="holm", show_default=True,
               help="Multiple-comparison adjustment over every test in the report (fdr_bh: Benjamini-Hochberg).")
 @click.option("--reference", default=None,
@@ -610,8 +702,10 @@ def models_cmd() -> None:
               help="Compare models with each other under CONTROL (repeatable; default: the reference).")
 @click.option("--chance-test", type=click.Choice(["two-sided", "greater", "less"]), default="two-sided",
               show_default=True, help="Sidedness of the test against chance (two-sided supports 'below chance').")
-@click.option("--n-boot", type=int, default=2000, show_default=True, help="Cluster-bootstrap resamples.")
-@click.option("--n-perm", type=int, default=10000, show_default=True, help="Permutations for continuous scores.")
+@click.option("--n-boot", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Cluster-bootstrap resamples.")
+@click.option("--n-perm", type=click.IntRange(min=1), default=10000, show_default=True,
+              help="Permutations for continuous scores.")
 @click.option("--intersect", is_flag=True,
               help="When a control lacks items of the reference, compare the shared items instead of failing.")
 @click.option("--assess-references", is_flag=True,
@@ -634,6 +728,9 @@ def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_
     from volprobe.stats.settings import ReportSettings
     from volprobe.stats.report import make_report
 
+    _guard("probe report", [Path(out) / n for n in ("manifest.json", "report.md", "report.json")], list(runs),
+           folder=out)
+    _distinct_inputs(runs, "run")
     settings = ReportSettings(alpha=alpha, correction=correction, reference=reference, by=by, baselines=baselines,
                               pairwise_controls=pairwise_controls, chance_alternative=chance_test, n_boot=n_boot,
                               n_perm=n_perm, seed=seed, intersect=intersect, assess_references=assess_references)
@@ -643,10 +740,12 @@ def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_
 
 
 @main.command("power")
-@click.option("--items", "n", required=True, type=click.IntRange(min=1), help="Number of paired items planned.")
+@click.option("--items", "n", required=True, type=click.IntRange(min=1, max=10**9),
+              help="Number of paired items planned (1 to 10^9).")
 @click.option("--discordance", required=True, type=click.FloatRange(0, 1),
               help="Expected share of items right under one condition and wrong under the other.")
-@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Significance level, in (0, 1).")
 @click.option("--power", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
 @click.option("--one-sided", is_flag=True, help="One-sided McNemar test (a drop only).")
 def power_cmd(n, discordance, alpha, power, one_sided) -> None:
@@ -690,6 +789,7 @@ def demo_cmd(out_dir, n_cases, seed, quiet) -> None:
     """
     from volprobe.demo import format_result, run_demo
 
+    _guard("probe demo", [Path(out_dir) / "manifest.json"], [], folder=out_dir)
     result = run_demo(out_dir, n_cases=n_cases, seed=seed, progress=not quiet, echo=click.echo)
     click.echo(format_result(result))
     if not result.all_met:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from volprobe.errors import FormatError
+from volprobe.fileio import atomic_output, existing_path, read_text
 from volprobe.jsonio import json_default, parse_json_object, versioned_fields
 
 ANSWER_TYPES = ("choice", "yes_no", "open", "numeric")
@@ -61,6 +62,7 @@ class Item:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_item_fields(self)
         if self.answer_type not in ANSWER_TYPES:
             raise FormatError(f"item {self.id}: answer_type {self.answer_type!r} not one of {ANSWER_TYPES}")
         if self.is_closed:
@@ -102,8 +104,12 @@ class Item:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "item") -> "Item":
-        return cls(**versioned_fields(cls, data, kind="item", version=ITEM_FORMAT_VERSION,
-                                      required=("id", "question", "answer"), where=where))
+        checked = versioned_fields(cls, data, kind="item", version=ITEM_FORMAT_VERSION,
+                                   required=("id", "question", "answer"), where=where)
+        try:
+            return cls(**checked)
+        except FormatError as exc:
+            raise FormatError(f"{where}: {exc}") from None
 
     # -- what the layers above read off an item ---------------------------------------------
     @property
@@ -132,6 +138,59 @@ class Item:
 _FIELD_NAMES = tuple(f.name for f in fields(Item))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_chance(value: Any, where: str) -> None:
+    """``chance`` is null or a probability: a number in [0, 1]."""
+    if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
+        raise FormatError(f"{where}: chance must be a number in [0, 1] (the probability that a uniform guess is "
+                          f"right) or null, got {value!r}")
+
+
+def check_item_fields(item: Item) -> None:
+    """The types and ranges every command checks on an item, so that what one command accepts the next never
+    rejects (records copy these fields): a non-empty string id; string question, answer and task; case,
+    patient, subtask null or strings; volume_path null or a non-empty string; options a list of strings;
+    chance in [0, 1]; evidence, counterfactual and metadata objects, with ``evidence['axes']`` a list of axis
+    names, counterfactual golds strings or null, ``metadata['category']`` a string and
+    ``metadata['prior_fixed']`` true, false or null when present."""
+    if not isinstance(item.id, str) or not item.id.strip():
+        raise FormatError(f"item id must be a non-empty string, got {item.id!r}")
+    where = f"item {item.id}"
+    for name in ("question", "answer", "task", "answer_type"):
+        if not isinstance(getattr(item, name), str):
+            raise FormatError(f"{where}: {name} must be a string, got {getattr(item, name)!r}")
+    for name in ("case", "patient", "subtask"):
+        if getattr(item, name) is not None and not isinstance(getattr(item, name), str):
+            raise FormatError(f"{where}: {name} must be a string or null, got {getattr(item, name)!r}")
+    if item.volume_path is not None and (not isinstance(item.volume_path, str) or not item.volume_path.strip()):
+        raise FormatError(f"{where}: volume_path must be a non-empty path or null, got {item.volume_path!r}")
+    options = item.options
+    if not isinstance(options, (list, tuple)) or not all(isinstance(o, str) for o in options):
+        hint = ' (write ["yes", "no"], not one string)' if isinstance(options, str) else ""
+        raise FormatError(f"{where}: options must be a list of option texts, got {options!r}{hint}")
+    if isinstance(options, tuple):
+        item.options = list(options)
+    check_chance(item.chance, where)
+    for name in ("evidence", "counterfactual", "metadata"):
+        if not isinstance(getattr(item, name), dict):
+            raise FormatError(f"{where}: {name} must be an object, got {getattr(item, name)!r}")
+    axes = item.evidence.get("axes")
+    if axes is not None and (not isinstance(axes, list) or not all(isinstance(a, str) for a in axes)):
+        raise FormatError(f"{where}: evidence['axes'] must be a list of axis names, got {axes!r}")
+    bad = {k: v for k, v in item.counterfactual.items() if v is not None and not isinstance(v, str)}
+    if bad:
+        raise FormatError(f"{where}: counterfactual golds must be option texts or null, got {bad!r}")
+    category = item.metadata.get("category")
+    if category is not None and not isinstance(category, str):
+        raise FormatError(f"{where}: metadata['category'] must be a string, got {category!r}")
+    prior = item.metadata.get("prior_fixed")
+    if prior is not None and not isinstance(prior, bool):
+        raise FormatError(f"{where}: metadata['prior_fixed'] must be true, false or null, got {prior!r}")
+
+
 def write_items(items: Iterable[Item], path: str | Path,
                 volume_paths: Mapping[str | None, str | None] | None = None) -> int:
     """Write items as JSON Lines; returns the count. Ids must be unique.
@@ -140,11 +199,10 @@ def write_items(items: Iterable[Item], path: str | Path,
     folder); the items themselves are not changed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     encode = json.JSONEncoder(ensure_ascii=False, default=json_default).encode  # one encoder for all lines
     seen: set[str] = set()
     n = 0
-    with open(path, "w", encoding="utf-8") as fh:
+    with atomic_output(path) as fh:
         for item in items:
             if item.id in seen:
                 raise FormatError(f"duplicate item id {item.id!r} while writing {path}")
@@ -158,16 +216,14 @@ def write_items(items: Iterable[Item], path: str | Path,
 
 
 def iter_items(path: str | Path) -> Iterator[Item]:
-    """Read items from JSON Lines, naming the file and line of any malformed entry."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"items file not found: {path}")
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            yield Item.from_dict(parse_json_object(line, where), where)
+    """Read items from JSON Lines (UTF-8, or gzip-compressed), naming the file and line of any malformed
+    entry (see :func:`check_item_fields` for the rules)."""
+    path = existing_path(path, "items file")
+    for lineno, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        yield Item.from_dict(parse_json_object(line, where), where)
 
 
 def read_items(path: str | Path) -> list[Item]:

@@ -7,12 +7,12 @@ Errors name the file and line (:class:`~volprobe.errors.FormatError`).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from volprobe.errors import FormatError
+from volprobe.fileio import atomic_output, read_text
 
 
 def json_default(obj: Any) -> Any:
@@ -39,6 +39,9 @@ def parse_json_object(line: str | bytes, where: str) -> dict[str, Any]:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at column "
+                          f"{exc.start + 1}); save the file as UTF-8") from None
     if not isinstance(data, dict):
         raise FormatError(f"{where}: expected a JSON object")
     return data
@@ -56,23 +59,22 @@ def iter_json_lines(lines: Iterable[str], path: str | Path) -> Iterator[tuple[in
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
-    """A JSON file's content; invalid JSON is a :class:`FormatError` naming the file and line."""
+    """A JSON file's content (gzip read transparently); invalid JSON or text that is not UTF-8 is a
+    :class:`FormatError` naming the file and line."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
 def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:
-    """Write JSON to ``path`` via a temporary file and rename, so a kill leaves the old or the new file."""
+    """Write JSON to ``path`` via a temporary file and rename, so a kill or a full disk leaves the old or the
+    new file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=indent, default=json_default) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=indent, default=json_default) + "\n"
+    with atomic_output(path) as fh:
+        fh.write(text)
     return path
 
 

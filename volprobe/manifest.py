@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import platform
 import sys
 from importlib import metadata
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import volprobe
-from volprobe.jsonio import json_default
+from volprobe.jsonio import write_json_atomic
 
 #: Distributions whose versions every manifest records (read from metadata, nothing is imported).
 TRACKED_PACKAGES = (
@@ -85,16 +84,14 @@ def build_manifest(
 
 
 def manifest_path_for(output: str | Path) -> Path:
-    """Where the manifest of ``output`` goes: ``DIR/manifest.json`` for a folder, ``FILE.manifest.json`` beside a file."""
+    """Where the manifest of ``output`` goes: ``DIR/manifest.json`` for a folder, ``FILE.manifest.json`` beside a
+    file (or a path that does not exist yet: folder outputs are written before their manifest)."""
     output = Path(output)
-    if output.is_dir() or output.suffix == "":
+    if output.is_dir():
         return output / "manifest.json"
     return output.with_name(output.name + ".manifest.json")
 
 
 def write_manifest(output: str | Path, command: str, **kwargs: Any) -> Path:
     """Build a manifest (see :func:`build_manifest`) and write it beside ``output``; returns its path."""
-    path = manifest_path_for(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build_manifest(command, **kwargs), indent=2, default=json_default) + "\n")
-    return path
+    return write_json_atomic(manifest_path_for(output), build_manifest(command, **kwargs))

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from volprobe.errors import VolprobeWarning
-from volprobe.items import Item
+from volprobe.errors import FormatError, VolprobeWarning
+from volprobe.fileio import atomic_output, existing_path, read_text
+from volprobe.items import ANSWER_TYPES, Item, check_chance
 from volprobe.jsonio import json_default, parse_json_object, versioned_fields
 from volprobe.manifest import write_manifest
 
@@ -95,8 +96,11 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "record") -> "RunRecord":
-        return cls(**versioned_fields(cls, data, kind="record", version=RECORD_FORMAT_VERSION,
-                                      required=("item_id", "model", "control", "gold", "correct"), where=where))
+        """A record from its JSON object, checked (:func:`check_record_fields`); errors name ``where``."""
+        rec = cls(**versioned_fields(cls, data, kind="record", version=RECORD_FORMAT_VERSION,
+                                     required=("item_id", "model", "control", "gold", "correct"), where=where))
+        check_record_fields(rec, where)
+        return rec
 
     @classmethod
     def for_item(cls, item: Item, *, model: str, control: str, gold: str | None = None,
@@ -116,34 +120,123 @@ class RunRecord:
 
 RECORD_FIELDS = tuple(f.name for f in fields(RunRecord))
 
+_KEY_FIELDS = ("item_id", "model", "control")
+_STRING_FIELDS = ("gold", "task", "prompt", "raw_output")
+_OPTIONAL_STRINGS = ("case", "patient", "subtask", "category", "parsed", "gold_original", "error", "input_hash",
+                     "model_revision", "no_image_mode")
+_FLAGS = ("correct", "unparseable", "refused")
+#: What a control states about itself (see ``Control.facts``): flags, and the patient axis it acts on.
+_FACT_FLAGS = ("reference", "removes_image", "needs_volume", "changes_gold")
 
-def iter_record_dicts(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Raw record dicts from a JSON Lines file. A torn last line (a killed writer) is skipped;
-    a malformed line elsewhere is an error naming file and line."""
-    path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.readlines()
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_record_fields(rec: RunRecord, where: str = "record") -> None:
+    """The types and ranges every reader of records checks (``probe score``, ``merge``, ``report``): the key
+    fields non-empty strings, text fields strings or null, flags true/false, a known answer type, chance in
+    [0, 1], axes a list of names, control facts flags and an axis name, scores numbers. Records a run writes
+    pass (they copy items that passed :func:`volprobe.items.check_item_fields`)."""
+    for name in _KEY_FIELDS:
+        value = getattr(rec, name)
+        if value is None:
+            raise FormatError(f"{where}: required field {name!r} is null")
+        if not isinstance(value, str) or not value.strip():
+            raise FormatError(f"{where}: field {name!r} must be a non-empty string, got {value!r}")
+    for name in _STRING_FIELDS:
+        if not isinstance(getattr(rec, name), str):
+            raise FormatError(f"{where}: field {name!r} must be str, got {getattr(rec, name)!r}")
+    for name in _OPTIONAL_STRINGS:
+        value = getattr(rec, name)
+        if value is not None and not isinstance(value, str):
+            raise FormatError(f"{where}: field {name!r} must be str or null, got {value!r}")
+    for name in _FLAGS:
+        if not isinstance(getattr(rec, name), bool):
+            raise FormatError(f"{where}: field {name!r} must be bool, got {getattr(rec, name)!r}")
+    if rec.prior_fixed is not None and not isinstance(rec.prior_fixed, bool):
+        raise FormatError(f"{where}: field 'prior_fixed' must be bool or null, got {rec.prior_fixed!r}")
+    if rec.answer_type not in ANSWER_TYPES:
+        raise FormatError(f"{where}: field 'answer_type' must be one of {ANSWER_TYPES}, got {rec.answer_type!r}")
+    check_chance(rec.chance, where)
+    axes = rec.evidence_axes
+    if not isinstance(axes, list) or not all(isinstance(a, str) for a in axes):
+        raise FormatError(f"{where}: field 'evidence_axes' must be a list of axis names, got {axes!r}")
+    facts = rec.control_facts
+    if facts is not None and (
+            not isinstance(facts, dict)
+            or any(facts.get(k) is not None and not isinstance(facts[k], bool) for k in _FACT_FLAGS)
+            or (facts.get("patient_axis") is not None and not isinstance(facts["patient_axis"], str))):
+        raise FormatError(f"{where}: field 'control_facts' must map {', '.join(_FACT_FLAGS)} to true/false and "
+                          f"patient_axis to an axis name or null, got {facts!r}")
+    if not isinstance(rec.scores, dict) or not all(isinstance(k, str) and _number(v) for k, v in rec.scores.items()):
+        raise FormatError(f"{where}: field 'scores' must map score names to numbers, got {rec.scores!r}")
+    for name in ("control_params", "generation"):
+        if not isinstance(getattr(rec, name), dict):
+            raise FormatError(f"{where}: field {name!r} must be an object, got {getattr(rec, name)!r}")
+    if rec.latency_s is not None and not _number(rec.latency_s):
+        raise FormatError(f"{where}: field 'latency_s' must be a number or null, got {rec.latency_s!r}")
+
+
+def iter_record_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, raw record dict)`` of a JSON Lines file (UTF-8, or gzip-compressed). A torn last line
+    (a killed writer) is skipped; a malformed line elsewhere is an error naming file and line."""
+    path = existing_path(path, "records file")
+    lines = read_text(path).split("\n")
+    last = len(lines) - 1  # the text after the last newline: empty, or a line torn by a kill
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        if lineno == len(lines) and not line.endswith("\n"):
+        if lineno - 1 == last:
             try:
                 json.loads(line)
             except json.JSONDecodeError:
                 return  # partial write at the moment of a kill
-        yield parse_json_object(line, f"{path}:{lineno}")
+        yield lineno, parse_json_object(line, f"{path}:{lineno}")
+
+
+def iter_record_dicts(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Raw record dicts of :func:`iter_record_lines`."""
+    return (data for _, data in iter_record_lines(path))
 
 
 def read_records(path: str | Path) -> list[RunRecord]:
-    return [RunRecord.from_dict(d, f"{path}") for d in iter_record_dicts(path)]
+    """The records of a JSON Lines file, each checked (:func:`check_record_fields`), errors naming file and line."""
+    return [RunRecord.from_dict(d, f"{path}:{lineno}") for lineno, d in iter_record_lines(path)]
+
+
+def read_record_files(paths: Iterable[str | Path]) -> list[RunRecord]:
+    """The records of several files, for one summary: each file must hold records, and each
+    (model, control, item) must occur once over all of them (a file given twice, or two copies of a run,
+    would count twice).
+
+    Raises:
+        FormatError: an empty file, or a key present twice (naming both places).
+    """
+    records: list[RunRecord] = []
+    first: dict[tuple[str, str, str], str] = {}
+    for path in paths:
+        n = 0
+        for lineno, data in iter_record_lines(path):
+            where = f"{path}:{lineno}"
+            rec = RunRecord.from_dict(data, where)
+            if rec.key in first:
+                raise FormatError(f"{where}: record {' / '.join(rec.key)} (model / control / item) is present more "
+                                  f"than once (first at {first[rec.key]}); give each run once, or merge shards "
+                                  "with `probe merge`")
+            first[rec.key] = where
+            records.append(rec)
+            n += 1
+        if n == 0:
+            raise FormatError(f"{path}: no records (an empty file)")
+    return records
 
 
 def write_records(records: Iterable[RunRecord], path: str | Path) -> int:
     """Write records as JSON Lines (the run-record format ``volprobe.stats`` reads); returns the count."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with open(path, "w", encoding="utf-8") as fh:
+    with atomic_output(path) as fh:
         for rec in records:
             fh.write(json.dumps(rec.to_dict(), ensure_ascii=False, default=json_default) + "\n")
             n += 1

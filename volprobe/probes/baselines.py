@@ -48,6 +48,7 @@ import numpy as np
 
 from volprobe.errors import FormatError, VolprobeError
 from volprobe.items import Item
+from volprobe.jsonio import write_json_atomic
 from volprobe.manifest import write_manifest
 from volprobe.records import RecordsImport
 from volprobe.registry import Registry
@@ -361,9 +362,7 @@ def fit_baseline(items: Iterable[Item], kind: str, seed: int = 0, min_count: int
 def save_baseline(baseline: Baseline, path: str | Path, *, command: str = "probe baseline fit",
                   inputs: Sequence[str | Path] = ()) -> Path:
     """Write the baseline file and its manifest (``PATH.manifest.json``: inputs, kind, seed, versions)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(baseline.to_dict()) + "\n", encoding="utf-8")
+    path = write_json_atomic(path, baseline.to_dict(), indent=None)
     write_manifest(path, command, inputs=list(inputs), seed=baseline.seed,
                    parameters={"kind": baseline.kind, "min_count": baseline.min_count, "n_fitted": baseline.n_fitted})
     return path

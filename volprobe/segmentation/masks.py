@@ -15,7 +15,9 @@ from typing import Mapping
 import numpy as np
 
 from volprobe.errors import MaskError, VolprobeWarning, VolumeReadError
-from volprobe.segmentation.volume import NIFTI_SUFFIXES, Volume, describe_grid, nifti_orientation_known
+from volprobe.fileio import existing_path
+from volprobe.segmentation.volume import (NIFTI_SUFFIXES, Volume, describe_grid, nifti_orientation_known,
+                                          orientation_codes, read_nifti_image)
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,12 +29,15 @@ class LabelMap:
         affine: 4×4 voxel → patient RAS+ mm (same convention as :class:`Volume`).
         names: label id → structure name (TotalSegmentator class names).
         source: where it was read from.
+        reoriented: how the stored array was put on the CT's grid without resampling (an axis order and/or
+            flip, e.g. ``LAS -> LPS``), or None when it was stored on that grid already.
     """
 
     labels: np.ndarray
     affine: np.ndarray
     names: Mapping[int, str]
     source: str | None = None
+    reoriented: str | None = None
 
     def __post_init__(self) -> None:
         if self.labels.ndim != 3:
@@ -102,6 +107,25 @@ def check_same_grid(labels_shape, labels_affine, volume: Volume, what: str, atol
         )
 
 
+def reorient_to_grid(labels: np.ndarray, affine: np.ndarray, reference: Volume,
+                     atol_mm: float = 1e-3) -> tuple[np.ndarray, str] | None:
+    """The labels on ``reference``'s grid when they are stored on the same lattice in another axis order
+    and/or direction (e.g. TotalSegmentator's LAS masks of a DICOM series volprobe reads as LPS): the array
+    transposed and flipped, no value changed; with a note like ``'LAS -> LPS'``. None when the voxel centres
+    do not coincide after such a reordering (then only resampling helps)."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+    transform = ornt_transform(io_orientation(affine), io_orientation(reference.affine))
+    if sorted(labels.shape) != sorted(reference.shape):  # no axis order can make the shapes agree
+        return None
+    moved = apply_orientation(labels, transform)
+    moved_affine = np.asarray(affine, float) @ inv_ornt_aff(transform, labels.shape)
+    if not reference.same_grid(moved.shape, moved_affine, atol_mm):
+        return None
+    note = f"{''.join(orientation_codes(affine))} -> {''.join(reference.axcodes)}"
+    return np.ascontiguousarray(moved), note
+
+
 def resample_labels_nearest(labels: np.ndarray, affine: np.ndarray, reference: Volume) -> np.ndarray:
     """Resample an integer label array onto ``reference``'s grid by nearest neighbour (in patient mm).
 
@@ -124,16 +148,16 @@ def load_masks(path: str | Path, reference: Volume | None = None, *, resample: b
     Label names come from the NIfTI header extension TotalSegmentator writes when present,
     else from TotalSegmentator's class map for ``task``. In a folder each file is one structure
     named after the file; ids follow TotalSegmentator's class map where the name is known.
-    With ``reference`` (the CT) the grid is checked, or resampled by nearest neighbour in
-    patient mm if ``resample``.
+    With ``reference`` (the CT) the grid is checked: masks on the same lattice stored in another
+    axis order or direction are reoriented losslessly (noted in :attr:`LabelMap.reoriented`); others
+    are refused, or resampled by nearest neighbour in patient mm if ``resample``.
 
     Raises:
         FileNotFoundError: missing path.
-        MaskError: unreadable, empty, mis-shaped, non-integer or off-grid masks (naming both grids).
+        MaskError: unreadable, corrupt (a gzip CRC that fails), empty, mis-shaped, non-integer or off-grid
+            masks (naming both grids); a symlink loop.
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"masks not found: {p} (no such file or folder)")
+    p = existing_path(path, "masks", MaskError)
     if p.is_dir():
         labels, affine, names = _read_mask_folder(p)
     else:
@@ -141,11 +165,17 @@ def load_masks(path: str | Path, reference: Volume | None = None, *, resample: b
     if not labels.any():
         raise MaskError(f"{p}: masks are empty (every voxel is 0, no structure labelled); "
                         "TotalSegmentator writes empty masks when a structure is outside the scan")
+    reoriented = None
     if reference is not None and not reference.same_grid(labels.shape, affine):
-        if not resample:
-            check_same_grid(labels.shape, affine, reference, f"mask {p}")
-        labels, affine = _resample_checked(labels, affine, reference, names, p)
-    return LabelMap(labels=labels, affine=np.asarray(affine, float), names=names, source=str(p))
+        same_lattice = reorient_to_grid(labels, affine, reference)
+        if same_lattice is not None:
+            (labels, reoriented), affine = same_lattice, reference.affine
+        else:
+            if not resample:
+                check_same_grid(labels.shape, affine, reference, f"mask {p}")
+            labels, affine = _resample_checked(labels, affine, reference, names, p)
+    return LabelMap(labels=labels, affine=np.asarray(affine, float), names=names, source=str(p),
+                    reoriented=reoriented)
 
 
 def _resample_checked(labels: np.ndarray, affine: np.ndarray, reference: Volume, names: Mapping[int, str],
@@ -165,11 +195,11 @@ def _resample_checked(labels: np.ndarray, affine: np.ndarray, reference: Volume,
 
 
 def _nib_load(path: Path):
-    import nibabel as nib
-
     try:
-        img = nib.load(str(path))
+        img = read_nifti_image(path, MaskError)
         data = np.asanyarray(img.dataobj)
+    except MaskError:
+        raise
     except Exception as exc:
         raise MaskError(f"{path}: cannot read mask ({type(exc).__name__}: {exc}); "
                         "the file may be truncated or not NIfTI") from exc
@@ -204,8 +234,9 @@ def _read_multilabel(p: Path, task: str) -> tuple[np.ndarray, np.ndarray, dict[i
         names, origin = totalsegmentator_class_map(task), f"TotalSegmentator's '{task}' class map"
     unknown = sorted(set(np.unique(labels).tolist()) - set(names) - {0})
     if unknown:
-        raise MaskError(f"{p}: label ids {unknown[:10]} have no name in {origin}; pass a folder of "
-                        "<name>.nii.gz files instead, or the task the masks come from (task=...)")
+        raise MaskError(f"{p}: label ids {unknown[:10]} have no name in {origin}; the masks are not from "
+                        "TotalSegmentator's 'total' task: give a folder of per-structure <name>.nii.gz files "
+                        "instead (TotalSegmentator writes one without --ml)")
     return labels, img.affine, dict(names)
 
 

@@ -13,6 +13,7 @@ speaks of left/right/up/down must go through the affine, never array indices.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from volprobe.errors import VolprobeWarning, VolumeReadError
+from volprobe.fileio import GZIP_MAGIC, existing_path, gunzip_checked, symlink_loops
 
 #: Patient axes in RAS+ order, with the direction a *positive* coordinate points to.
 PATIENT_AXES = ("lr", "ap", "si")
@@ -161,14 +163,13 @@ def load_volume(path: str | Path, *, series: str | None = None, patient: str | N
         check_ct: warn (:class:`VolprobeWarning`) when intensities do not look like HU.
 
     Raises:
-        FileNotFoundError: the path does not exist.
-        VolumeReadError: unreadable or truncated file; a 2D image or a 4D image (names the extra
-            axis); a NIfTI without orientation; a folder with no or several DICOM series; DICOM
-            slices unevenly spaced (a missing slice).
+        FileNotFoundError: the path does not exist (or is a symlink to nothing).
+        VolumeReadError: unreadable, truncated or corrupt file (a gzip CRC that fails); a symlink loop;
+            a 2D image or a 4D image (names the extra axis); a NIfTI without orientation; a folder with no
+            or several DICOM series, or with DICOM files that cannot be read (named); DICOM slices unevenly
+            spaced (a missing slice; the files around the gap are named).
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"CT not found: {p} (no such file or folder)")
+    p = existing_path(path, "CT", VolumeReadError)
     if p.is_dir():
         vol = _read_dicom_folder(p, series)
     elif series is not None:
@@ -213,11 +214,25 @@ def _check_dims(shape: tuple[int, ...], path: Path, axis_names: tuple[str, ...] 
     return tuple(dims)
 
 
-def _read_nifti(p: Path) -> Volume:
+def read_nifti_image(p: Path, error: type[Exception] = VolumeReadError):
+    """A nibabel image of a .nii or .nii.gz file. A gzip file is decompressed whole first, so that its CRC
+    and length are checked (nibabel stops reading at the end of the voxel data and never sees a bad CRC):
+    a corrupt or truncated file is ``error`` naming it."""
     import nibabel as nib
 
+    with open(p, "rb") as fh:
+        compressed = fh.read(2) == GZIP_MAGIC
+    if not compressed:
+        return nib.load(str(p))
+    data = gunzip_checked(p.read_bytes(), p, error)
+    nifti2 = 540 in (int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big"))  # sizeof_hdr
+    image_class = nib.Nifti2Image if nifti2 else nib.Nifti1Image
+    return image_class.from_bytes(data)
+
+
+def _read_nifti(p: Path) -> Volume:
     try:
-        img = nib.load(str(p))
+        img = read_nifti_image(p)
         shape = _check_dims(img.shape, p)
         if not nifti_orientation_known(img):
             raise VolumeReadError(
@@ -289,13 +304,62 @@ def _read_itk_file(p: Path) -> Volume:
     return _sitk_to_volume(img, str(p))
 
 
+class _quiet_itk:
+    """Context: ITK's own warnings (printed on stderr by C++) off; volprobe reports the problems itself."""
+
+    def __enter__(self):
+        import SimpleITK as sitk
+
+        self._was = sitk.ProcessObject.GetGlobalWarningDisplay()
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+    def __exit__(self, *exc):
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalWarningDisplay(self._was)
+
+
 def list_dicom_series(folder: str | Path) -> dict[str, list[str]]:
     """SeriesInstanceUID → file list (sorted by slice position) for every DICOM series in ``folder`` (not recursive)."""
     import SimpleITK as sitk
 
     folder = str(folder)
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ()
-    return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)) for uid in uids}
+    with _quiet_itk():
+        uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ()
+        return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)) for uid in uids}
+
+
+#: File endings of DICOM files (many have none; those are recognised by the "DICM" marker).
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    if path.name.upper() == "DICOMDIR":
+        return False
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def unreadable_dicom_files(folder: Path, series: dict[str, list[str]]) -> list[str]:
+    """Names of the files in ``folder`` that look like DICOM (by ending or the "DICM" marker) but belong to
+    no series GDCM could read: truncated or damaged slices, which GDCM leaves out without a word."""
+    listed = {os.path.realpath(f) for files in series.values() for f in files}
+    out = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        try:
+            if not entry.is_file() or entry.name.startswith("."):
+                continue
+        except OSError:
+            continue
+        if os.path.realpath(entry.path) not in listed and _looks_like_dicom(Path(entry.path)):
+            out.append(entry.name)
+    return out
 
 
 def _describe_series(uid: str, files: list[str]) -> str:
@@ -332,10 +396,24 @@ def _choose_series(p: Path, all_series: dict[str, list[str]], series: str | None
     return matches[0]
 
 
+def _few(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def _read_dicom_folder(p: Path, series: str | None) -> Volume:
     import SimpleITK as sitk
 
+    loops = symlink_loops(p)
+    if loops:
+        raise VolumeReadError(f"{p}: symlink loop{'s' if len(loops) > 1 else ''} in the DICOM folder: "
+                              f"{_few(loops)}; point the links at the real files or remove them")
     all_series = list_dicom_series(p)
+    broken = unreadable_dicom_files(p, all_series)
+    if broken:
+        raise VolumeReadError(
+            f"{p}: {len(broken)} DICOM file{'s' if len(broken) > 1 else ''} cannot be read (truncated or "
+            f"damaged): {_few(broken)}; the series would miss those slices. Copy them again from the source, "
+            "or move them out of the folder if they do not belong to it")
     if not all_series:
         inside = [d.name for d in sorted(p.iterdir()) if d.is_dir() and list_dicom_series(d)][:5]
         hint = (f"; these subfolders hold DICOM series: {', '.join(inside)} (pass one of them)" if inside else
@@ -350,7 +428,8 @@ def _read_dicom_folder(p: Path, series: str | None) -> Volume:
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
-        img = reader.Execute()
+        with _quiet_itk():
+            img = reader.Execute()
     except RuntimeError as exc:
         raise VolumeReadError(f"{p}: cannot read DICOM series {uid} ({_first_line(exc)})") from exc
     _check_slice_spacing(reader, img, p, uid)
@@ -365,12 +444,15 @@ def _check_slice_spacing(reader, img, p: Path, uid: str, rel_tol: float = 0.1) -
         return
     positions = np.array([[float(v) for v in reader.GetMetaData(i, tag).split("\\")] for i in range(n)])
     normal = np.array(img.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
-    along = np.sort(positions @ normal)
+    order = np.argsort(positions @ normal, kind="stable")
+    along = (positions @ normal)[order]
+    names = [Path(reader.GetFileNames()[i]).name for i in order]
     gaps = np.diff(along)
     median = float(np.median(gaps))
     bad = np.flatnonzero(np.abs(gaps - median) > max(0.05, rel_tol * median))
     if bad.size:
-        where = ", ".join(f"{gaps[b]:.2f} mm after slice at {along[b]:.2f} mm" for b in bad[:3])
+        where = ", ".join(f"{gaps[b]:.2f} mm between {names[b]} ({along[b]:.2f} mm) and {names[b + 1]}"
+                          for b in bad[:3])
         raise VolumeReadError(
             f"{p}: DICOM series {uid} has unevenly spaced slices (usual gap {median:.2f} mm; {where}); "
             "a slice is missing or duplicated, so voxel positions would be wrong. Complete the series, or "
@@ -418,7 +500,14 @@ def save_nifti(vol: Volume, path: str | Path) -> Path:
     img = nib.Nifti1Image(np.asarray(vol.array), vol.affine)
     img.set_qform(vol.affine, code=1)
     img.set_sform(vol.affine, code=1)
-    nib.save(img, str(path))
+    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")  # a kill or a full disk keeps the old file
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -6,7 +6,9 @@ those fields, the required fields and the format version on every record, and th
 :class:`RunRecord` contract (no unknown fields) on the first record of each file; fields unknown to
 the contract further down a file are not read and not reported. Whenever a check fails, the file
 is read again line by line with the full contract on every record, so the error names file and line.
-A torn last line (a writer killed mid-line) is skipped, as :mod:`volprobe.records` does.
+A torn last line (a writer killed mid-line) is skipped, as :mod:`volprobe.records` does. Files
+compressed with gzip (``records.jsonl.gz``) are read transparently, their CRC checked; a run input
+without any record is an error.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from volprobe.errors import FormatError
+from volprobe.fileio import GZIP_MAGIC, read_input_bytes
 from volprobe.records import RECORD_FORMAT_VERSION, RunRecord
 from volprobe.jsonio import parse_json_object
 
@@ -88,13 +91,14 @@ class RecordTable:
 
 
 def find_record_files(path: str | Path) -> list[Path]:
-    """The records files of a run: ``path`` itself if it is a file, else ``path/records*.jsonl``."""
+    """The records files of a run: ``path`` itself if it is a file, else ``path/records*.jsonl`` (or
+    ``.jsonl.gz``)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"run directory not found: {path}")
     if path.is_file():
         return [path]
-    files = sorted(path.glob("records*.jsonl"))
+    files = sorted(path.glob("records*.jsonl")) + sorted(path.glob("records*.jsonl.gz"))
     if not files:
         raise FormatError(f"{path}: no records*.jsonl files in this run directory")
     return files
@@ -118,6 +122,8 @@ def read_runs(paths: Iterable[str | Path]) -> RecordTable:
             info.skipped_torn_lines += torn
             tables.append(_with_source(table, len(sources)))
             sources.append(str(f))
+        if info.records == 0:
+            raise FormatError(f"{run}: no records (empty {'file' if run.is_file() else 'records files'})")
         runs.append(info)
     if not tables:
         raise FormatError("no run directories given")
@@ -143,7 +149,11 @@ def read_record_file(path: str | Path):
     path = Path(path)
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        compressed = fh.read(2) == GZIP_MAGIC
+        data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size and not compressed else b""
+    if compressed:
+        data = read_input_bytes(path)
+        size = len(data)
     torn = 0
     if size and data[-1:] != b"\n":
         cut = data.rfind(b"\n") + 1
@@ -152,6 +162,7 @@ def read_record_file(path: str | Path):
     lines = _LineIndex(data)
     try:
         table = _read_fast(data)
+        table.validate(full=True)  # text that is not UTF-8 goes to the careful reader, which names the line
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         table = None
     if table is None or table.num_rows != len(lines) or not _values_ok(table):
@@ -199,8 +210,15 @@ def _parse_line(line: bytes, where: str) -> dict[str, Any]:
 
 
 def _values_ok(table) -> bool:
-    """Required fields present and the format version right, on every record (vectorised)."""
+    """Required fields present, key fields not empty, chance in [0, 1] and the format version right, on every
+    record (vectorised); otherwise the careful reader names the line."""
     if any(table.column(name).null_count for name in REQUIRED_FIELDS):
+        return False
+    if any(pc.any(pc.equal(table.column(name), "")).as_py() for name in ("item_id", "model", "control")):
+        return False
+    chance = table.column("chance")
+    if chance.null_count < len(chance) and not pc.all(pc.fill_null(
+            pc.and_(pc.greater_equal(chance, 0.0), pc.less_equal(chance, 1.0)), True)).as_py():
         return False
     return not pc.any(pc.fill_null(pc.not_equal(table.column("format_version"), RECORD_FORMAT_VERSION), False)).as_py()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import warnings
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from volprobe.errors import FormatError, VolprobeWarning
+from volprobe.fileio import read_text
 from volprobe.items import Item, write_items
 from volprobe.manifest import write_manifest
 
@@ -170,22 +172,21 @@ def header_key(name: str) -> str:
 def iter_csv_rows(path: str | Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """The header of a CSV and an iterator of ``(line number, fields)`` for its non-blank records.
 
-    Handles a byte-order mark and quoted commas (the csv module). A record with fewer fields than
+    Handles a byte-order mark, gzip compression and quoted commas (the csv module). Text that is not
+    UTF-8 is a :class:`FormatError` naming the line of the first bad byte. A record with fewer fields than
     the header, or with extra non-empty fields (an unquoted comma), is a :class:`FormatError` naming
     the file and the line where the record starts. Trailing empty fields are tolerated.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
-    fh = open(path, encoding="utf-8-sig", newline="")
+    fh = io.StringIO(read_text(path), newline="")
     reader = csv.reader(fh)
     try:
         header = next(reader)
     except StopIteration:
-        fh.close()
         raise FormatError(f"{path}:1: empty file, expected a header line") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
-        fh.close()
+    except csv.Error as exc:
         raise FormatError(f"{path}:1: not a readable CSV ({exc})") from exc
     header = [h.strip() for h in header]
 
@@ -198,7 +199,7 @@ def iter_csv_rows(path: str | Path) -> tuple[list[str], Iterator[tuple[int, list
                     row = next(reader)
                 except StopIteration:
                     return
-                except (csv.Error, UnicodeDecodeError) as exc:
+                except csv.Error as exc:
                     raise FormatError(f"{path}:{start}: malformed CSV record ({exc})") from exc
                 if not row or all(not f.strip() for f in row):
                     continue

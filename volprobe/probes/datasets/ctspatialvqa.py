@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from volprobe.errors import FormatError
+from volprobe.fileio import read_text
 from volprobe.probes.datasets.common import (ImportResult, missing_volumes_message,
                                                parse_ctrate_name, resolve_volumes, strip_volume_suffix)
 from volprobe.jsonio import iter_json_lines
@@ -46,14 +47,14 @@ def question_key(case: str, question: str) -> tuple[str, str]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, row) of the main file: JSON Lines, a JSON list, or the categories mapping (line 0)."""
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:
@@ -66,7 +67,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             for pair in _qa_pairs(entry, path, case_id):
                 yield 0, {"case_id": case_id, **pair}
         return
-    yield from iter_json_lines(text.splitlines(), path)
+    yield from iter_json_lines(text.split("\n"), path)
 
 
 def _qa_pairs(entry: Any, path: Path, case_id: str) -> list[dict[str, Any]]:
@@ -144,6 +145,9 @@ def load_ctspatialvqa(path: str | Path, categories: str | Path | None = None,
                 "benchmark": TASK, "category": category, "categories": cats, "question_id": f"{case_id}::{index}",
                 "image_path": row.get("image_path"), "scoring": "spatial_terms", "source_file": str(path),
                 "source_line": lineno or None}))
+    if not result.items:
+        raise FormatError(f"{path}: no QA pairs (an empty file?); expected JSON Lines with case_id, question "
+                          "and answer")
     if unmatched:
         result.warn(f"{unmatched} of {len(result.items)} QA pairs have no entry in the categories file {categories}")
     _attach_volumes(result, path.parent, volumes)

@@ -5,9 +5,13 @@
   ``question_id``), scored here with :func:`~volprobe.probes.scoring.answers.score_output`.
 - :func:`import_judged`: a CSV with a ``question_id`` column (``<case_id>::<index>``) and one column per
   model holding the fraction of judges who accepted its answer (0, 0.33, 0.66, 1). An answer is
-  **correct when the fraction is ≥ 0.5** (a majority of judges; change with ``threshold``); the fraction
-  is kept as ``scores['judge_fraction']``. Columns whose values are not all numbers (notes) are skipped
-  with a warning; empty cells mean "not judged" and give no record.
+  **correct when the fraction is ≥ 0.5** (a majority of judges; change with ``threshold``, in (0, 1]); the
+  fraction is kept as ``scores['judge_fraction']``. Columns without a single number (notes) are skipped
+  with a warning; in a model column a blank or text cell is an error naming its line and column (blank
+  cells may be read as "not judged" with ``skip_blank``).
+
+In both, two rows for one item are an error naming both lines, unless ``dedupe`` (``"first"`` or
+``"last"``) says which to keep; an input without rows is an error.
 
 Both give :class:`~volprobe.records.RunRecord` objects with ``model`` = the given name or the
 column name, under the reference control; :func:`~volprobe.records.write_records` saves them as JSON Lines for ``volprobe.stats``.
@@ -15,12 +19,14 @@ column name, under the reference control; :func:`~volprobe.records.write_records
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Sequence
 
 from volprobe.controls import reference_control
-from volprobe.errors import FormatError
+from volprobe.errors import FormatError, InvalidValueError
+from volprobe.fileio import existing_path, read_text
 from volprobe.probes.datasets.common import (first_few, iter_csv_rows,
                                                parse_ctrate_name, strip_volume_suffix)
 from volprobe.probes.datasets.ctspatialvqa import TASK as CTSPATIAL_TASK
@@ -32,6 +38,8 @@ from volprobe.probes.scoring.answers import Scored, normalize_answer, record_fro
 
 #: Judge fraction at or above which an answer counts as correct (a majority of judges).
 JUDGE_THRESHOLD = 0.5
+#: Which of several rows for one item to keep (None: an error).
+DEDUPE_POLICIES = ("first", "last")
 _QID = re.compile(r"^(?P<case>.+)::(?P<index>\d+)$")
 
 
@@ -69,64 +77,93 @@ class _ItemIndex:
         return None
 
 
-def import_predictions(path: str | Path, items: Sequence[Item], model: str) -> RecordsImport:
+def _check_dedupe(dedupe: str | None) -> None:
+    if dedupe is not None and dedupe not in DEDUPE_POLICIES:
+        raise InvalidValueError(f"dedupe must be one of {', '.join(DEDUPE_POLICIES)} or None, got {dedupe!r}")
+
+
+def _duplicate(path: Path, line: int, first_line: int, what: str) -> FormatError:
+    return FormatError(f"{path}:{line}: {what} again (first at line {first_line}); remove one, or choose which "
+                       "to keep with --dedupe first|last (Python: dedupe='first'|'last')")
+
+
+def import_predictions(path: str | Path, items: Sequence[Item], model: str, dedupe: str | None = None
+                       ) -> RecordsImport:
     """Score a JSON Lines file of predictions against ``items`` (module docstring); the records are under the
     reference control (another harness showed the whole volume, or nothing we can tell apart).
 
-    Rows that match no item, duplicate predictions, and gold answers that differ from the items' are
-    reported as warnings; a file where no row matches is an error.
+    Two predictions for one item are an error unless ``dedupe`` keeps the ``"first"`` or ``"last"``. Rows
+    that match no item and gold answers that differ from the items' are reported as warnings; a file without
+    rows, or where no row matches, is an error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
+    _check_dedupe(dedupe)
+    path = existing_path(path, "predictions file")
     index = _ItemIndex(items)
     control = reference_control()
     result = RecordsImport(records=[], source=str(path))
     unmatched: list[str] = []
-    seen: set[str] = set()
-    duplicates = gold_mismatch = 0
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, row in iter_json_lines(fh, path):
-            if not isinstance(row, dict) or not isinstance(row.get("prediction"), str):
-                raise FormatError(f"{path}:{lineno}: expected an object with a string 'prediction'")
-            item = index.find(row)
-            if item is None:
-                unmatched.append(f"line {lineno}")
+    chosen: dict[str, tuple[int, Item, dict]] = {}
+    duplicates = gold_mismatch = rows = 0
+    for lineno, row in iter_json_lines(read_text(path).split("\n"), path):
+        rows += 1
+        if not isinstance(row, dict) or not isinstance(row.get("prediction"), str):
+            raise FormatError(f"{path}:{lineno}: expected an object with a string 'prediction'")
+        item = index.find(row)
+        if item is None:
+            unmatched.append(f"line {lineno}")
+            continue
+        if item.id in chosen:
+            if dedupe is None:
+                raise _duplicate(path, lineno, chosen[item.id][0], f"a prediction for item {item.id!r}")
+            duplicates += 1
+            if dedupe == "first":
                 continue
-            if item.id in seen:
-                duplicates += 1
-                continue
-            seen.add(item.id)
-            if isinstance(row.get("answer"), str) and normalize_answer(row["answer"]) != normalize_answer(item.answer):
-                gold_mismatch += 1
-            result.records.append(record_from_output(item, model, row["prediction"], control=control.label,
-                                                     control_facts=control.facts(), prompt=row.get("question", "")))
+        chosen[item.id] = (lineno, item, row)
+    if rows == 0:
+        raise FormatError(f"{path}: no predictions (an empty file); expected JSON Lines with a 'prediction' per row")
+    for _lineno, item, row in sorted(chosen.values(), key=lambda c: c[0]):
+        if isinstance(row.get("answer"), str) and normalize_answer(row["answer"]) != normalize_answer(item.answer):
+            gold_mismatch += 1
+        result.records.append(record_from_output(item, model, row["prediction"], control=control.label,
+                                                 control_facts=control.facts(), prompt=row.get("question", "")))
     if not result.records:
         raise FormatError(f"{path}: none of its {len(unmatched)} predictions matches an item "
                           "(matched by item_id/id, question_id, or case and question text)")
     if unmatched:
         result.warn(f"{len(unmatched)} predictions match no item ({first_few(unmatched)})")
     if duplicates:
-        result.warn(f"{duplicates} repeated predictions for the same item ignored (the first was kept)")
+        result.warn(f"{duplicates} repeated predictions for the same item ignored (--dedupe {dedupe}: the "
+                    f"{dedupe} was kept)")
     if gold_mismatch:
         result.warn(f"{gold_mismatch} predictions carry a gold answer that differs from the item's; "
                     "the item's gold answer was used")
-    if len(seen) < len(items):
-        result.warn(f"{len(items) - len(seen)} of {len(items)} items have no prediction")
+    if len(chosen) < len(items):
+        result.warn(f"{len(items) - len(chosen)} of {len(items)} items have no prediction")
     return result
 
 
 def import_judged(path: str | Path, items: Sequence[Item] | None = None, threshold: float = JUDGE_THRESHOLD,
-                  models: Sequence[str] | None = None) -> RecordsImport:
+                  models: Sequence[str] | None = None, dedupe: str | None = None,
+                  skip_blank: bool = False) -> RecordsImport:
     """Read a judged-correctness CSV into records (module docstring).
 
     Args:
         items: the CT-SpatialVQA items (gives each record its item id, gold answer and category);
             without them records are built from the question id alone.
-        threshold: judge fraction at or above which an answer is correct.
-        models: the model columns to read (default: every column but ``question_id`` whose
-            values are all numbers).
+        threshold: judge fraction at or above which an answer is correct, in (0, 1].
+        models: the model columns to read (default: every column but ``question_id`` holding a number).
+        dedupe: ``"first"`` or ``"last"``: which row of a question id given more than once to keep
+            (default: an error naming both lines).
+        skip_blank: read blank cells as "not judged" (no record) instead of an error.
+
+    Raises:
+        FormatError: no rows; a blank or non-numeric cell in a model column, or a fraction outside [0, 1]
+            (naming line and column); a question id given twice; a malformed question id.
+        InvalidValueError: ``threshold`` outside (0, 1], an unknown ``dedupe``.
     """
+    if not 0.0 < threshold <= 1.0:
+        raise InvalidValueError(f"threshold must lie in (0, 1] (0.5 = a majority of judges), got {threshold}")
+    _check_dedupe(dedupe)
     path = Path(path)
     header, rows = iter_csv_rows(path)
     lower = [h.lower() for h in header]
@@ -134,6 +171,8 @@ def import_judged(path: str | Path, items: Sequence[Item] | None = None, thresho
         raise FormatError(f"{path}:1: no 'question_id' column; header is {', '.join(header)}")
     qcol = lower.index("question_id")
     table = list(rows)
+    if not table:
+        raise FormatError(f"{path}: no rows after the header; nothing was judged")
     wanted = list(models) if models else [h for i, h in enumerate(header) if i != qcol]
     unknown = [m for m in wanted if m not in header]
     if unknown:
@@ -142,51 +181,73 @@ def import_judged(path: str | Path, items: Sequence[Item] | None = None, thresho
     columns = {}
     for name in wanted:
         col = header.index(name)
-        values = [(line, row[col].strip()) for line, row in table if row[col].strip()]
-        bad = next(((line, v) for line, v in values if not _is_number(v)), None)
-        if bad is not None:
-            if models:
-                raise FormatError(f"{path}:{bad[0]}: column {name!r} holds {bad[1]!r}, not a judge fraction")
-            result.warn(f"column {name!r} skipped: not all numbers (line {bad[0]}: {bad[1]!r})")
+        if not models and not any(_is_number(row[col].strip()) for _, row in table):
+            result.warn(f"column {name!r} skipped: it holds no judge fractions (notes?)")
             continue
         columns[name] = col
-    keys = {}
+    if not columns:
+        raise FormatError(f"{path}: no model columns with judge fractions")
+    keys: dict[int, tuple[str, int]] = {}
+    first_line: dict[tuple[str, int], int] = {}
     for line, row in table:
         key = _qid_key(row[qcol])
         if key is None:
             raise FormatError(f"{path}:{line}: question_id {row[qcol]!r} is not '<case_id>::<index>'")
+        if key in first_line:
+            if dedupe is None:
+                raise _duplicate(path, line, first_line[key], f"question_id {row[qcol].strip()!r}")
+            if dedupe == "first":
+                continue
+            del keys[first_line[key]]
+        first_line[key] = line
         keys[line] = key
+    fractions: dict[tuple[int, str], float] = {}
+    for line, row in table:
+        if line not in keys:
+            continue
+        for name, col in columns.items():
+            value = row[col].strip()
+            if not value:
+                if skip_blank:
+                    continue
+                raise FormatError(f"{path}:{line}: column {name!r} is blank; give every judged cell a fraction in "
+                                  "[0, 1], leave the model out (--model), or read blanks as not judged "
+                                  "(--skip-blank)")
+            if not _is_number(value):
+                raise FormatError(f"{path}:{line}: column {name!r} holds {value!r}, not a judge fraction in [0, 1]")
+            fraction = float(value)
+            if not 0.0 <= fraction <= 1.0:
+                raise FormatError(f"{path}:{line}: {name} = {fraction}, a judge fraction must lie in [0, 1]")
+            fractions[(line, name)] = fraction
     index_of = _ItemIndex(items).by_qid if items is not None else {}
     base = _index_base(list(keys.values()), index_of if items is not None else None)
     if base == 1:
         result.warn("question ids count from 1; matched to 0-based item indices")
     unmatched = []
     for line, row in table:
+        if line not in keys:
+            continue
         case, number = keys[line]
         item = index_of.get((case, number - base))
         if items is not None and item is None:
             unmatched.append(row[qcol])
             continue
-        for name, col in columns.items():
-            if not row[col].strip():
-                continue
-            fraction = float(row[col])
-            if not 0.0 <= fraction <= 1.0:
-                raise FormatError(f"{path}:{line}: {name} = {fraction}, a judge fraction must lie in [0, 1]")
-            result.records.append(_judged_record(item, case, number - base, name, fraction, threshold))
+        for name in columns:
+            if (line, name) in fractions:
+                result.records.append(_judged_record(item, case, number - base, name, fractions[(line, name)],
+                                                     threshold))
     if unmatched:
         result.warn(f"{len(unmatched)} question ids match no item ({first_few(unmatched)})")
-    if not columns:
-        raise FormatError(f"{path}: no model columns with judge fractions")
+    if dedupe is not None and len(keys) < len(table):
+        result.warn(f"{len(table) - len(keys)} repeated question ids ignored (--dedupe {dedupe})")
     return result
 
 
 def _is_number(value: str) -> bool:
     try:
-        float(value)
+        return math.isfinite(float(value))
     except ValueError:
         return False
-    return True
 
 
 def _index_base(keys: list[tuple[str, int]], index_of: dict[tuple[str, int], Item] | None) -> int:

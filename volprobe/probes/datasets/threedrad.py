@@ -137,6 +137,9 @@ def load_3drad(path: str | Path, split: str = "test", volumes: str | Path | None
             result.warn(f"{folder}: no CSV files")
         for csv_path in csvs:
             result.items.extend(read_task_csv(csv_path, number, split, relative_to=split_dir.parent))
+    if not result.items:
+        raise FormatError(f"{split_dir}: no items (no task folder holds a CSV with rows); expected "
+                          "<split>/Task<N>_<Name>/<subtask>.csv")
     if volumes is not None:
         result.missing_volumes = resolve_volumes(result.items, volumes)
         if result.missing_volumes:

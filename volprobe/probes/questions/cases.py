@@ -4,8 +4,11 @@ Accepted inputs (``probe questions CASES...``):
 
 * a relations JSON written by ``probe relations`` (or :meth:`RelationGraph.save`);
 * a folder: every ``*.json`` in it that is a relations file (manifests and phantom layouts are skipped);
+* a folder written by ``probe phantom``, recognised by its ``manifest.json``: its cases' CTs and masks as
+  the manifest lists them (no flag needed);
 * with ``masks_suffix`` (e.g. ``_seg.nii.gz``): a CT ``NAME.nii.gz`` whose masks are ``NAME_seg.nii.gz``
-  beside it, or a folder of such pairs (a ``probe phantom`` folder); the graph is computed on the fly.
+  beside it, or a folder of such pairs; a CT in such a folder without its masks is an error. Graphs of
+  CTs are computed on the fly.
 
 The patient id comes from a phantom layout ``<case>_layout.json`` beside the relations file, the masks
 or the CT (its ``patient`` field), else it is the case id. The CT path is ``graph.source['ct']`` tried
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Iterable
 
 from volprobe.errors import FormatError
+from volprobe.jsonio import read_json
 from volprobe.segmentation.relations.graph import RELATIONS_FORMAT, RelationGraph, load_relation_graph
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -113,13 +117,46 @@ def _case_from_ct(ct: Path, masks: Path) -> QuestionCase:
 
 
 def _ct_pairs(folder: Path, masks_suffix: str) -> list[tuple[Path, Path]]:
-    pairs = []
+    pairs, alone = [], []
     for ct in sorted(folder.iterdir()):
         if ct.name.endswith(masks_suffix) or not ct.name.endswith(NIFTI_SUFFIXES):
             continue
         masks = folder / (_strip_nifti(ct.name) + masks_suffix)
         if masks.exists():
             pairs.append((ct, masks))
+        else:
+            alone.append(f"{ct.name} (no {masks.name})")
+    if alone:
+        raise FileNotFoundError(f"{folder}: {len(alone)} CT{'s' if len(alone) > 1 else ''} without masks: "
+                                f"{', '.join(alone[:5])}{', ...' if len(alone) > 5 else ''}; add the masks "
+                                f"(NAME{masks_suffix}) or move the CT out of the folder")
+    return pairs
+
+
+#: The command whose output folder lists its cases' CTs and masks in ``manifest.json``.
+PHANTOM_COMMAND = "probe phantom"
+
+
+def phantom_pairs(folder: Path) -> list[tuple[Path, Path]] | None:
+    """(CT, masks) of every case of a folder written by ``probe phantom`` (from its manifest), or None when
+    ``folder`` is not one. A case whose files are missing is an error."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    data = read_json(manifest)
+    if not str(data.get("command", "")).startswith(PHANTOM_COMMAND) or not isinstance(data.get("cases"), list):
+        return None
+    pairs = []
+    for case in data["cases"]:
+        try:
+            ct, masks = folder / case["files"]["ct"]["path"], folder / case["files"]["seg"]["path"]
+        except (KeyError, TypeError):
+            raise FormatError(f"{manifest}: a case without files.ct.path and files.seg.path: {case!r}") from None
+        for path in (ct, masks):
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is listed in {manifest} but missing; rerun `probe phantom` "
+                                        "with the same settings to write it again")
+        pairs.append((ct, masks))
     return pairs
 
 
@@ -137,7 +174,10 @@ def discover(paths: Iterable[str | Path], masks_suffix: str | None = None) -> li
             raise FileNotFoundError(f"case input not found: {p}")
         if p.is_dir():
             entries = [("relations", f, None) for f in sorted(p.glob("*.json")) if _is_relations_json(f)]
-            if masks_suffix:
+            phantoms = phantom_pairs(p)
+            if phantoms is not None:
+                entries += [("ct", ct, m) for ct, m in phantoms]
+            elif masks_suffix:
                 entries += [("ct", ct, m) for ct, m in _ct_pairs(p, masks_suffix)]
             if not entries:
                 hint = (f" or CT + <name>{masks_suffix} pairs" if masks_suffix else

@@ -11,7 +11,11 @@ Call order for one model (``adapter``) and a list of controls::
 Records go to ``RUN_DIR/records.jsonl`` (``records.shard-I-of-N.jsonl`` for a shard); pairs a
 control cannot run (a counterfactual without transformable gold, ``single_slice:outside`` when
 the structures fill every slice) go to ``excluded*.jsonl`` with the reason. Rerunning the same
-command resumes: done pairs are skipped, a line torn by a kill is cut. See :mod:`runstore`.
+command resumes: done pairs are skipped, a line torn by a kill is cut, and records that ended in an
+error are run again (unless ``retry_errors=False``). See :mod:`volprobe.probes.run.store`.
+
+Each item's volume is its own ``volume_path``; the items of one case must name one volume (the
+engine reads each case's volume once), else the run stops before any work, naming both.
 
 The engine sets ``adapter.run_seed`` to the run seed before ``load()``, for adapters that draw
 random numbers (the ``random`` reference model).
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,7 +41,7 @@ from volprobe.probes.scoring.answers import apply_score, score_output
 from volprobe.records import RunRecord
 from volprobe.probes.run.volume_cache import VolumeCache
 from volprobe.probes.run.store import (JsonlAppender, RunFiles, RunLock, Shard, assign_shards, read_json, read_keys,
-                                      write_json_atomic)
+                                      take_out_errors, write_json_atomic)
 
 BLIND_KEY = "<blind model: no image>"
 
@@ -49,6 +54,9 @@ class RunSummary:
         expected: (item, control) pairs this run or shard must cover.
         already_done: pairs found on disk at start (records or exclusions) and skipped.
         written: records written now; errors: of those, records with an ``error``.
+        retried: records that had ended in an error and were run again now.
+        errors_remaining: records in the run (or shard) file that hold an error after this invocation;
+            first_error: the message of one of them.
         excluded: control → reason → count, over the whole run folder.
         preparations: ``adapter.prepare`` calls; distinct_inputs: distinct model inputs among them;
             max_preparations_per_input: must be 1 (each (volume, control) input prepared once).
@@ -63,6 +71,9 @@ class RunSummary:
     already_done: int = 0
     written: int = 0
     errors: int = 0
+    retried: int = 0
+    errors_remaining: int = 0
+    first_error: str | None = None
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)
     preparations: int = 0
     distinct_inputs: int = 0
@@ -77,7 +88,8 @@ class RunSummary:
     def __str__(self) -> str:
         n_excl = sum(sum(r.values()) for r in self.excluded.values())
         lines = [f"run {self.out_dir}: {self.written} records written now ({self.errors} with errors), "
-                 f"{self.already_done} already done, {n_excl} excluded, of {self.expected} (item, control) pairs",
+                 f"{self.already_done} already done, {n_excl} excluded, of {self.expected} (item, control) pairs"
+                 + (f"; retried {self.retried} that had ended in an error" if self.retried else ""),
                  f"  {self.preparations} input preparations for {self.distinct_inputs} distinct inputs "
                  f"(max {self.max_preparations_per_input} per input), {self.volumes_loaded} volumes read "
                  f"({self.volume_read_s:.1f} s), {self.elapsed_s:.1f} s in all",
@@ -121,6 +133,32 @@ def items_fingerprint(items: Sequence[Item]) -> str:
     return h.hexdigest()
 
 
+def case_volumes(items: Sequence[Item], resolve: Callable[[str | None], Path | None]
+                 ) -> dict[str, tuple[str | None, str]]:
+    """case → (volume path as the items write it, patient), checking that every item of a case names the
+    same volume (``resolve`` maps a written path to the file it means; None when the item names none).
+
+    Raises:
+        VolprobeError: two items of one case name different volumes (or one names none), naming both.
+    """
+    first: dict[str, Item] = {}
+    same: dict[tuple[str | None, str | None], bool] = {}
+    for it in items:
+        case = it.case_key
+        other = first.setdefault(case, it)
+        a, b = other.volume_path, it.volume_path
+        if a == b:
+            continue
+        if (a, b) not in same:
+            pa, pb = resolve(a), resolve(b)
+            same[(a, b)] = pa is not None and pb is not None and os.path.realpath(pa) == os.path.realpath(pb)
+        if not same[(a, b)]:
+            raise VolprobeError(
+                f"case {case!r}: item {other.id!r} names the volume {a!r} and item {it.id!r} names {b!r}; "
+                "the items of one case must name one volume (fix the paths, or give the items different cases)")
+    return {case: (it.volume_path, it.patient_key) for case, it in first.items()}
+
+
 def _group_by_case(items: Sequence[Item]) -> list[tuple[str, list[Item]]]:
     groups: dict[str, list[Item]] = {}
     for it in items:
@@ -134,7 +172,7 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
         seed: int = 0, batch_size: int = 1, limit: int | None = None, shard: str | Shard | None = None,
         model_label: str | None = None, items_path: str | Path | None = None, base_dir: str | Path | None = None,
         progress: bool = True, volume_cache: int = 4, command: str = "probe run",
-        settings: dict[str, Any] | None = None) -> RunSummary:
+        settings: dict[str, Any] | None = None, retry_errors: bool = True) -> RunSummary:
     """Answer every item under every control with ``model``; append one RunRecord per pair.
 
     Args:
@@ -153,9 +191,12 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
             (default: the items file's folder).
         volume_cache: how many volumes to keep in memory.
         settings: extra settings to record in the manifest (device, dtype, model options ...).
+        retry_errors: on resume, run again the pairs whose records ended in an error (they move to
+            ``retried*.jsonl``); False keeps them.
 
     Raises:
-        VolprobeError: bad arguments; the folder holds a different run; another process writes it.
+        VolprobeError: bad arguments; items of one case naming different volumes; the folder holds a
+            different run; another process writes it.
     """
     t_start = time.perf_counter()
     if batch_size < 1:
@@ -174,9 +215,7 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
     files = RunFiles(out_dir, shard)
     base = Path(base_dir) if base_dir is not None else (Path(items_path).parent if items_path else None)
 
-    paths: dict[str, tuple[str | None, str]] = {}
-    for it in items:
-        paths.setdefault(it.case_key, (it.volume_path, it.patient_key))
+    paths = case_volumes(items, lambda raw: VolumeCache.resolve_path(raw, base))
     volumes = VolumeCache(paths, base, volume_cache)
     ctx = ControlContext(seed=seed, load_case=volumes.get, cases={
         c: p for c, (vp, p) in paths.items() if c and vp is not None and volumes.resolve(c).exists()})
@@ -195,6 +234,8 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
                           seed, settings or {})
         summary = RunSummary(out_dir, files.records, files.manifest)
         summary.expected = len(chosen) * len(controls)
+        kept = take_out_errors(files.records, files.retried, keep=not retry_errors)
+        summary.retried = kept.count if retry_errors else 0
         try:
             with JsonlAppender(files.records) as rec_out, JsonlAppender(files.excluded) as excl_out:
                 done = set(read_keys(files.records)) | set(read_keys(files.excluded))
@@ -203,6 +244,8 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
                 engine.run(_group_by_case(chosen), done, progress)
         finally:
             volumes.close()
+        summary.errors_remaining = summary.errors + (0 if retry_errors else kept.count)
+        summary.first_error = engine.first_error or kept.first
         summary.excluded = _exclusion_counts(files.excluded)
         summary.volumes_loaded = volumes.loaded
         summary.volume_read_s = round(volumes.read_s, 3)
@@ -275,6 +318,7 @@ class _Engine:
         self.revision: str | None = None
         self.generation: dict[str, Any] = {}
         self._shared_prepared: dict[str, Prepared | Exception] = {}
+        self.first_error: str | None = None
 
     # -- driver -----------------------------------------------------------------------------
     def run(self, groups: list[tuple[str, list[Item]]], done: set, progress: bool) -> None:
@@ -325,7 +369,10 @@ class _Engine:
     def _write(self, records: list[RunRecord], bar) -> None:
         self.rec_out.write(r.to_dict() for r in records)
         self.summary.written += len(records)
-        self.summary.errors += sum(r.error is not None for r in records)
+        errors = [r.error for r in records if r.error is not None]
+        if errors:
+            self.summary.errors += len(errors)
+            self.first_error = self.first_error or errors[0]
         bar.update(len(records))
 
     def _ensure_loaded(self) -> None:

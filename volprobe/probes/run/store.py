@@ -5,9 +5,12 @@ Layout of a run folder (``SUFFIX`` is empty, or ``.shard-I-of-N`` for shard I of
     RUN_DIR/records{SUFFIX}.jsonl    one RunRecord per (item, control, model), appended as produced
     RUN_DIR/excluded{SUFFIX}.jsonl   {"item_id", "model", "control", "reason"} per excluded pair
     RUN_DIR/manifest{SUFFIX}.json    settings, seed, versions, the expected (item, control) set, counts
+    RUN_DIR/retried{SUFFIX}.jsonl    records that had ended in an error and were run again on resume
 
 Appends are written whole lines at a time, then flushed and fsync'ed per batch; a line torn by
 a kill is cut off before the next append, so every pair is on disk exactly once or not at all.
+Records that ended in an error are moved to the retried file (appended first, then the records
+file is replaced atomically) so that a resumed run does them again.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from volprobe.errors import FormatError, VolprobeError
-from volprobe.jsonio import json_default, read_json, write_json_atomic
-from volprobe.records import iter_record_dicts
+from volprobe.fileio import atomic_output
+from volprobe.jsonio import json_default, parse_json_object, read_json, write_json_atomic
+from volprobe.outputs import RUN_MANIFEST, check_outputs
+from volprobe.records import RunRecord, iter_record_dicts, iter_record_lines
 
 Key = tuple[str, str, str]  # (model, control, item_id), as RunRecord.key
 
-MANIFEST_RE = re.compile(r"^manifest(?:\.shard-(\d+)-of-(\d+))?\.json$")
 
 
 class IncompleteRunError(VolprobeError):
@@ -85,6 +89,10 @@ class RunFiles:
     def lock(self) -> Path:
         return self.out_dir / f".lock{self.shard.suffix}"
 
+    @property
+    def retried(self) -> Path:
+        return self.out_dir / f"retried{self.shard.suffix}.jsonl"
+
 
 def assign_shards(group_sizes: dict[str, int], count: int) -> dict[str, int]:
     """Deterministic balanced split of groups (cases) over ``count`` shards.
@@ -136,12 +144,16 @@ class JsonlAppender:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.cut_bytes = cut_torn_tail(self.path)
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh = open(self.path, "ab")
 
     def write(self, objects: Iterable[dict[str, Any]]) -> int:
-        lines = [json.dumps(o, ensure_ascii=False, default=json_default) + "\n" for o in objects]
+        lines = [json.dumps(o, ensure_ascii=False, default=json_default).encode() for o in objects]
+        return self.write_lines(lines)
+
+    def write_lines(self, lines: list[bytes]) -> int:
+        """Append JSON lines given as bytes (without their newlines)."""
         if lines:
-            self._fh.write("".join(lines))
+            self._fh.write(b"".join(line + b"\n" for line in lines))
             self._fh.flush()
             os.fsync(self._fh.fileno())
         return len(lines)
@@ -154,6 +166,42 @@ class JsonlAppender:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@dataclass
+class ErroredRecords:
+    """The records of a run file that ended in an error: how many, and the first one's message."""
+
+    count: int = 0
+    first: str | None = None
+
+
+def take_out_errors(records: Path, retried: Path, *, keep: bool = False) -> ErroredRecords:
+    """Find the records in ``records`` that ended in an error; unless ``keep``, move them to ``retried``
+    (appended and fsync'ed first, then ``records`` replaced atomically without them, a torn last line
+    dropped too), so a resumed run does those pairs again. A kill in between leaves them in both files,
+    and they are moved again on the next resume."""
+    found = ErroredRecords()
+    if not records.exists():
+        return found
+    lines = records.read_bytes().split(b"\n")
+    kept, errored = [], []
+    for lineno, line in enumerate(lines[:-1], start=1):  # the last piece is empty or a torn line
+        if not line.strip():
+            continue
+        error = parse_json_object(line, f"{records}:{lineno}").get("error")
+        if error is not None:
+            errored.append(line)
+            found.first = found.first or str(error)
+        else:
+            kept.append(line)
+    found.count = len(errored)
+    if errored and not keep:
+        with JsonlAppender(retried) as log:
+            log.write_lines(errored)
+        with atomic_output(records, "wb") as fh:
+            fh.write(b"".join(line + b"\n" for line in kept))
+    return found
 
 
 def line_key(data: dict[str, Any], where: str) -> Key:
@@ -205,11 +253,20 @@ def expected_keys(run: dict[str, Any]) -> Iterator[Key]:
             yield (exp["model"], control, item_id)
 
 
+#: What every ``run`` section of a run manifest holds.
+RUN_SECTION_KEYS = ("identity", "shard", "files", "expected")
+
+
 def run_sections(manifest: dict[str, Any], where: Path) -> list[dict[str, Any]]:
     """The ``run`` sections of a run manifest (one; several after merging different runs)."""
     runs = manifest.get("runs") or ([manifest["run"]] if "run" in manifest else [])
-    if not runs:
-        raise FormatError(f"{where}: not a run manifest (no 'run' section)")
+    if not runs or not isinstance(runs, list) or not all(
+            isinstance(r, dict) and all(k in r for k in RUN_SECTION_KEYS) for r in runs):
+        command = manifest.get("command")
+        by = f" (it was written by `{' '.join(str(command).split()[:2])}`)" if command else ""
+        raise FormatError(f"{where}: not a run manifest{by}: no 'run' section with "
+                          f"{', '.join(RUN_SECTION_KEYS)}; give folders written by `probe run` or `probe merge` "
+                          "(a run whose manifest was overwritten must be run again into a new folder)")
     return runs
 
 
@@ -249,14 +306,14 @@ def merge_runs(run_dirs: Iterable[str | Path], out_dir: str | Path, *, show: int
     for d in dirs:
         if not d.is_dir():
             raise FileNotFoundError(f"run folder not found: {d}")
-    if any(d.resolve() == out_dir.resolve() for d in dirs):
-        raise VolprobeError(f"--out {out_dir} is one of the inputs; merge into a new folder")
+    check_outputs("probe merge", [out_dir / n for n in ("records.jsonl", "excluded.jsonl", "manifest.json")], dirs,
+                  folder=out_dir)
     if (out_dir / "records.jsonl").exists():
         raise VolprobeError(f"{out_dir} already holds records.jsonl; merge into a new folder")
 
     parts: list[tuple[Path, dict[str, Any]]] = []  # (folder, run section)
     for d in dirs:
-        manifests = sorted(p for p in d.iterdir() if MANIFEST_RE.match(p.name))
+        manifests = sorted(p for p in d.iterdir() if RUN_MANIFEST.match(p.name))
         if not manifests:
             raise FormatError(f"{d}: no run manifest (manifest.json or manifest.shard-I-of-N.json)")
         for m in manifests:
@@ -299,8 +356,9 @@ def merge_runs(run_dirs: Iterable[str | Path], out_dir: str | Path, *, show: int
             if kind == "records":
                 problems.append(f"{path}: records file missing")
             continue
-        for data in iter_record_dicts(path):
-            key = line_key(data, str(path))
+        for lineno, data in iter_record_lines(path):
+            where = f"{path}:{lineno}"
+            key = RunRecord.from_dict(data, where).key if kind == "records" else line_key(data, where)
             present[key] = present.get(key, 0) + 1
             lines[kind].append(data)
 

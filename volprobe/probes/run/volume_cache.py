@@ -34,15 +34,19 @@ class VolumeCache:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="volprobe-read") if read_ahead else None
 
-    def resolve(self, case: str) -> Path | None:
-        """The volume file of a case: as given, else relative to ``base_dir``; None when the item names none."""
-        raw = self.paths.get(case, (None, case))[0]
+    @staticmethod
+    def resolve_path(raw: str | None, base_dir: Path | None) -> Path | None:
+        """The file a written volume path means: as given, else relative to ``base_dir``; None for no path."""
         if raw is None:
             return None
         p = Path(raw)
-        if not p.is_absolute() and not p.exists() and self.base_dir is not None:
-            p = self.base_dir / p
+        if not p.is_absolute() and not p.exists() and base_dir is not None:
+            p = base_dir / p
         return p
+
+    def resolve(self, case: str) -> Path | None:
+        """The volume file of a case (:meth:`resolve_path`); None when its items name none."""
+        return self.resolve_path(self.paths.get(case, (None, case))[0], self.base_dir)
 
     def prefetch(self, case: str) -> None:
         """Start reading ``case`` in the background (a cached case is marked recently used instead)."""

@@ -15,12 +15,12 @@ benchmark's own headline numbers.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Hashable, Iterable, Sequence
 
+from volprobe.jsonio import write_json_atomic
 from volprobe.manifest import write_manifest
 from volprobe.records import RunRecord
 
@@ -121,8 +121,6 @@ def summarise(records: Iterable[RunRecord]) -> list[TaskSummary]:
 def write_summaries(summaries: Sequence[TaskSummary], out: str | Path, *, inputs: Sequence[str | Path] = (),
                     command: str = "probe score", parameters: dict | None = None, note: str | None = None) -> Path:
     """Write the summaries as JSON (``{"summaries": [...], "bertscore": note}``) with a manifest beside them."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summaries": [asdict(s) for s in summaries], "bertscore": note}, indent=2) + "\n")
+    out = write_json_atomic(out, {"summaries": [asdict(s) for s in summaries], "bertscore": note})
     write_manifest(out, command, inputs=list(inputs), parameters=parameters or {})
     return out

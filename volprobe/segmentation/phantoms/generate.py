@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from volprobe.errors import VolprobeError
+from volprobe.jsonio import write_json_atomic
 from volprobe.segmentation.masks import LabelMap, totalsegmentator_class_map
 from volprobe.segmentation.phantoms.anatomy import (
     CODEBOOK, CUT_BY_DESIGN, TISSUE_CODE, TISSUE_HU, Part, design_torso,
@@ -34,6 +35,9 @@ from volprobe.segmentation.phantoms.segment import segment_phantom_by_threshold,
 from volprobe.segmentation.volume import Volume, save_nifti
 
 ORIENTATIONS = ("RAS", "LPS", "LAS", "oblique")
+#: Peak memory of :func:`make_phantom` per voxel (measured 22-33 bytes; float32 HU, int16 CT, uint8 labels
+#: and the rasteriser's temporaries), with a margin.
+BYTES_PER_VOXEL = 40
 DEFAULT_SHAPE = (96, 80, 84)
 DEFAULT_SPACING = (4.0, 4.0, 5.0)
 #: Rotation (degrees about the patient's S, R, A axes) of the ``oblique`` grid.
@@ -43,6 +47,30 @@ LAYOUT_VERSION = 1
 
 class PhantomError(VolprobeError, ValueError):
     """Bad phantom parameters (shape, spacing, orientation, ...)."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(shape: Iterable[int]) -> None:
+    """Refuse a phantom grid that cannot fit in memory, before anything is allocated or written."""
+    shape = tuple(int(n) for n in shape)
+    need = int(np.prod(shape, dtype=np.float64) * BYTES_PER_VOXEL)
+    have = available_memory()
+    if have is not None and need > have:
+        raise PhantomError(f"a phantom of {shape[0]}x{shape[1]}x{shape[2]} voxels needs about {need / 2**30:.1f} GiB "
+                           f"of memory and {have / 2**30:.1f} GiB are available; use a smaller --shape "
+                           f"(the default {DEFAULT_SHAPE[0]} {DEFAULT_SHAPE[1]} {DEFAULT_SHAPE[2]} needs "
+                           f"{np.prod(DEFAULT_SHAPE) * BYTES_PER_VOXEL / 2**20:.0f} MiB)")
 
 
 @dataclass(frozen=True)
@@ -219,6 +247,7 @@ def make_phantom(seed: int = 0, *, shape: Iterable[int] = DEFAULT_SHAPE, spacing
     """
     params = PhantomParams(seed=seed, shape=tuple(shape), spacing=tuple(spacing), orientation=orientation,
                            variation=variation, situs_inversus=situs_inversus, noise_hu=noise_hu)
+    check_memory(params.shape)
     anatomy_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(params.seed).spawn(2))
     design = design_torso(anatomy_rng, params.variation, params.situs_inversus)
     class_ids = {name: i for i, name in totalsegmentator_class_map("total").items()}
@@ -275,7 +304,7 @@ def write_phantom(phantom: Phantom, out_dir: str | Path, case_id: str) -> dict[s
     seg = add_label_map_to_nifti(seg, totalsegmentator_class_map("total"))  # the whole class map, as TotalSegmentator writes it
     nib.save(seg, str(paths["seg"]))
     layout = {"case_id": case_id, "patient": phantom.volume.patient, **phantom.layout_json()}
-    paths["layout"].write_text(json.dumps(layout, indent=1) + "\n")
+    write_json_atomic(paths["layout"], layout, indent=1)
     return paths
 
 
@@ -303,10 +332,11 @@ def generate_phantoms(out_dir: str | Path, n: int, seed: int = 0, *, shape: Iter
     if orientation not in ORIENTATIONS + ("mixed",):
         raise PhantomError(f"orientation must be one of {', '.join(ORIENTATIONS)} or mixed, got {orientation!r}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     common = dict(shape=tuple(shape), spacing=tuple(spacing), variation=variation,
                   situs_inversus=situs_inversus, noise_hu=noise_hu)
     PhantomParams(seed=seed, **common)  # check the parameters before writing anything
+    check_memory(common["shape"])
+    out_dir.mkdir(parents=True, exist_ok=True)
     cases = []
     for i in tqdm(range(int(n)), desc="phantoms", unit="case", disable=not progress):
         case_id, patient = f"phantom_s{seed}_{i:03d}", f"phantom_patient_s{seed}_{i:03d}"

@@ -22,7 +22,6 @@ the graph does not have raises ``KeyError``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from volprobe.errors import FormatError, MaskError
+from volprobe.jsonio import read_json, write_json_atomic
 from volprobe.segmentation.anatomy import StructureStats, boundary_points, find_runs, structure_stats
 from volprobe.segmentation.audit import LateralityAudit, Midline, body_centre_x, estimate_midline, laterality_audit
 from volprobe.segmentation.masks import LabelMap
@@ -308,10 +308,7 @@ class RelationGraph:
             raise FormatError(f"{where}: malformed relations file ({type(exc).__name__}: {exc})") from exc
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict()) + "\n")
-        return path
+        return write_json_atomic(path, self.to_dict(), indent=None)
 
 
 def load_relation_graph(path: str | Path) -> RelationGraph:
@@ -319,11 +316,7 @@ def load_relation_graph(path: str | Path) -> RelationGraph:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"relations file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-    return RelationGraph.from_dict(data, str(path))
+    return RelationGraph.from_dict(read_json(path), str(path))
 
 
 # -- construction -----------------------------------------------------------------------------
@@ -415,5 +408,5 @@ def relations_for_case(ct: str | Path, masks: str | Path, out: str | Path, *, re
     write_manifest(out, "probe relations", inputs=[ct, masks],
                    input_hashes={"ct_content": graph.ct_hash or "", "labels_content": graph.labels_hash},
                    parameters={"resample_masks": resample_masks, "thresholds": asdict(graph.thresholds)},
-                   extra={"laterality_audit_passed": graph.audit.passed})
+                   extra={"laterality_audit_passed": graph.audit.passed, "masks_reoriented": label_map.reoriented})
     return graph
