@@ -591,10 +591,18 @@ def _parse_model_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--label", default=None, help="Model name in the records (default: the --model spec as given).")
 @click.option("--no-retry-errors", is_flag=True,
               help="On resume, keep records that ended in an error instead of running them again.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Spread the run over Ray workers: without ADDRESS a local Ray instance using every GPU of this "
+                   "machine (or CPU slots); with one (host:port, or auto), a running cluster. Same records, "
+                   "resume and retry as a plain run. Needs `pip install 'volprobe[ray]'`.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --ray: number of workers (default: one per GPU, or per CPU slot).")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
+              help="With --ray: GPUs each worker holds (default 1 when --device is cuda, else 0).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @seed_option()
 def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size, limit, shard, single_slice,
-            model_options, label, no_retry_errors, no_progress, seed) -> None:
+            model_options, label, no_retry_errors, ray_address, workers, gpus_per_worker, no_progress, seed) -> None:
     """Answer every item under every control; one JSON record per (item, control) in OUT.
 
     \b
@@ -611,16 +619,26 @@ def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size
       probe run --model m3d:/weights/M3D-RAD --items items.jsonl --control full --control mirror_lr \\
           --out runs/m3d --device cuda --dtype bf16 --batch-size 8 --shard 0/4
       probe merge runs/m3d --out runs/m3d-all
+      probe run --model m3d:/weights/M3D-RAD --items items.jsonl --control standard --out runs/m3d \
+          --device cuda --dtype bf16 --ray                      # every GPU of this machine
     """
     from volprobe.probes.run.engine import run_from_files
     from volprobe.probes.run.store import RunFiles, Shard
 
+    ray = None
+    if ray_address is not None:
+        from volprobe.probes.run.distributed import RayOptions
+
+        gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if device.startswith("cuda") else 0.0)
+        ray = RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus)
+    elif workers is not None or gpus_per_worker is not None:
+        raise VolprobeError("--workers and --gpus-per-worker need --ray")
     files = RunFiles(Path(out_dir), Shard.parse(shard))
     _guard("probe run", [files.records, files.excluded, files.manifest], [items_path], folder=out_dir)
     summary = run_from_files(model_spec, items_path, list(controls), out_dir, device=device, dtype=dtype,
                              single_slice=single_slice, model_options=_parse_model_options(model_options),
                              label=label, seed=seed, batch_size=batch_size, limit=limit, shard=shard,
-                             progress=not no_progress, retry_errors=not no_retry_errors)
+                             progress=not no_progress, retry_errors=not no_retry_errors, ray=ray)
     click.echo(str(summary))
     if summary.errors_remaining:
         first = summary.first_error.strip().splitlines()[0][:200] if summary.first_error else "?"

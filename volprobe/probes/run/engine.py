@@ -172,7 +172,8 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
         seed: int = 0, batch_size: int = 1, limit: int | None = None, shard: str | Shard | None = None,
         model_label: str | None = None, items_path: str | Path | None = None, base_dir: str | Path | None = None,
         progress: bool = True, volume_cache: int = 4, command: str = "probe run",
-        settings: dict[str, Any] | None = None, retry_errors: bool = True) -> RunSummary:
+        settings: dict[str, Any] | None = None, retry_errors: bool = True,
+        ray: Any = None) -> RunSummary:
     """Answer every item under every control with ``model``; append one RunRecord per pair.
 
     Args:
@@ -193,6 +194,8 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
         settings: extra settings to record in the manifest (device, dtype, model options ...).
         retry_errors: on resume, run again the pairs whose records ended in an error (they move to
             ``retried*.jsonl``); False keeps them.
+        ray: a :class:`~volprobe.probes.run.distributed.RayOptions`: spread the work over Ray workers;
+            records, resume and retry as in one process.
 
     Raises:
         VolprobeError: bad arguments; items of one case naming different volumes; the folder holds a
@@ -240,15 +243,23 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
             with JsonlAppender(files.records) as rec_out, JsonlAppender(files.excluded) as excl_out:
                 done = set(read_keys(files.records)) | set(read_keys(files.excluded))
                 summary.already_done = len(done)
-                engine = _Engine(model, label, controls, ctx, volumes, seed, batch_size, rec_out, excl_out, summary)
-                engine.run(_group_by_case(chosen), done, progress)
+                if ray is None:
+                    engine = _Engine(model, label, controls, ctx, volumes, seed, batch_size, rec_out, excl_out,
+                                     summary)
+                    engine.run(_group_by_case(chosen), done, progress)
+                else:
+                    engine = ray.execute(model=model, label=label, controls=controls, seed=seed,
+                                         batch_size=batch_size, paths=paths, base_dir=base, cases=dict(ctx.cases),
+                                         groups=_group_by_case(chosen), done=done, rec_out=rec_out,
+                                         excl_out=excl_out, summary=summary, progress=progress)
         finally:
             volumes.close()
         summary.errors_remaining = summary.errors + (0 if retry_errors else kept.count)
         summary.first_error = engine.first_error or kept.first
         summary.excluded = _exclusion_counts(files.excluded)
-        summary.volumes_loaded = volumes.loaded
-        summary.volume_read_s = round(volumes.read_s, 3)
+        if ray is None:
+            summary.volumes_loaded = volumes.loaded
+            summary.volume_read_s = round(volumes.read_s, 3)
         summary.elapsed_s = round(time.perf_counter() - t_start, 3)
         _close_run(files, state, summary, engine)
     return summary
@@ -282,10 +293,15 @@ def _open_run(files: RunFiles, identity: dict[str, Any], shard: Shard, item_ids:
     return manifest
 
 
-def _close_run(files: RunFiles, manifest: dict[str, Any], summary: RunSummary, engine: "_Engine") -> None:
+def _close_run(files: RunFiles, manifest: dict[str, Any], summary: RunSummary, engine) -> None:
+    """Record this session (the local engine or the Ray driver's result) and mark the run complete."""
     run_section = manifest["run"]
-    run_section["sessions"].append({**summary.as_dict(), "model_revision": engine.revision,
-                                    "generation": engine.generation, "no_image_mode": engine.model.no_image_mode})
+    session = {**summary.as_dict(), "model_revision": engine.revision, "generation": engine.generation,
+               "no_image_mode": engine.model.no_image_mode}
+    if hasattr(engine, "per_worker"):
+        session["ray"] = {"workers": engine.workers, "restarts": engine.restarts, "units_resent": engine.resent,
+                          "per_worker": {str(w): v for w, v in engine.per_worker.items()}}
+    run_section["sessions"].append(session)
     run_section["status"] = "complete"
     run_section["exclusions"] = summary.excluded
     run_section["preparations"] = summary.preparations
@@ -536,5 +552,7 @@ def run_from_files(model_spec: str, items_path: str | Path, control_specs: Seque
     model = (loader or load_model)(model_spec, device=device, dtype=dtype, **(model_options or {}))
     settings = {"model_spec": model_spec, "device": device, "dtype": dtype, "batch_size": kwargs.get("batch_size", 1),
                 "model_options": dict(model_options or {})}
+    if kwargs.get("ray") is not None:
+        settings["ray"] = kwargs["ray"].describe()
     return run(items, model, controls, out_dir, model_label=label or model_spec, items_path=items_path,
                settings=settings, **kwargs)
