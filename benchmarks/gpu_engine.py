@@ -186,7 +186,7 @@ def bench(kind: str, args, tmp: Path) -> dict:
               "build_s": round(built_s, 2), "engine_s": round(engine_s, 3), "bare_s": round(bare_s, 3),
               "engine_pairs_per_s": round(pairs / engine_s, 3), "bare_pairs_per_s": round(pairs / bare_s, 3),
               "ratio": round(bare_s / engine_s, 4)}
-    del adapter, model
+    adapter = model = None  # free the GPU memory before the next model
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result

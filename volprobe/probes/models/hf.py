@@ -47,8 +47,9 @@ from typing import Any, Sequence
 from volprobe.items import Item
 from volprobe.probes.models.base import Generation, Prepared, hash_bytes, register_model
 from volprobe.probes.models.preprocessing import GENERIC_SLICES, MEDGEMMA_SLICES, SlicePreset
-from volprobe.probes.models.vlm_common import (VLMAdapter, choice, dtype_kwarg, ensure_pad_token, no_image_input,
-                                               run_groups, transformers_version)
+from volprobe.errors import InvalidValueError, VolprobeError
+from volprobe.probes.models.vlm_common import (VLMAdapter, choice, dtype_kwarg, ensure_pad_token, greedy_kwargs,
+                                               no_image_input, run_groups, transformers_version)
 from volprobe.probes.models.weights import resolve_weights
 
 DEFAULT_INSTRUCTION = (
@@ -144,7 +145,7 @@ class HFAdapter(VLMAdapter):
                                   slice_size=slice_size, image_format=image_format)
         GENERIC_SLICES.with_options(self.slice_options)  # check the values now, not after loading
         if question is not None and "{prompt}" not in question:
-            raise_invalid(f"option question={question!r} must contain {{prompt}} (where the item's question goes)")
+            raise InvalidValueError(f"option question={question!r} must contain {{prompt}} (where the item's question goes)")
         self.text_options = {"instruction": instruction, "question": question}
         self.trust_remote_code = str(trust_remote_code).lower() in ("1", "true", "yes")
         self.chat: ChatPreset | None = None
@@ -178,10 +179,13 @@ class HFAdapter(VLMAdapter):
         return None if self.chat is None else self.chat.instruction
 
     def generate_kwargs(self) -> dict[str, Any]:
+        """Greedy; ``max_new_tokens`` from the option, else from the preset (None before the preset is known)."""
         limit = self.max_new_tokens or (self.chat.max_new_tokens if self.chat else None)
+        return greedy_kwargs(limit, self.pad_token_id())
+
+    def pad_token_id(self) -> int | None:
         tokenizer = getattr(self.processor, "tokenizer", None)
-        return {"do_sample": False, "num_beams": 1, "max_new_tokens": limit,
-                **({"pad_token_id": tokenizer.pad_token_id} if tokenizer is not None else {})}
+        return None if tokenizer is None else tokenizer.pad_token_id
 
     @property
     def generation_settings(self) -> dict[str, Any]:
@@ -196,8 +200,6 @@ class HFAdapter(VLMAdapter):
         try:
             from transformers import AutoModelForImageTextToText, AutoProcessor
         except ImportError as exc:
-            from volprobe.errors import VolprobeError
-
             raise VolprobeError(f"{self.name}: the installed transformers has no AutoModelForImageTextToText ({exc}); "
                                 "the hf adapter needs transformers >= 4.50 (Gemma 3 / MedGemma, Qwen2.5-VL)") from exc
         self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True,
@@ -219,7 +221,7 @@ class HFAdapter(VLMAdapter):
         from volprobe.probes.models.preprocessing import slice_images
 
         if self.chat is None:
-            raise_invalid(f"{self.name}: call load() before prepare() (the preset comes from the model's config)")
+            raise VolprobeError(f"{self.name}: call load() before prepare() (the preset comes from the model's config)")
         arrays, info = slice_images(volume, self.chat.slices)
         digest = hash_bytes("hf-slices", *(f"{a.shape}" for a in arrays), *(a.tobytes() for a in arrays))
         return Prepared(data=[Image.fromarray(a) for a in arrays], input_hash=digest, info=info)
@@ -322,12 +324,6 @@ def read_config(folder) -> dict:
 
     path = Path(folder) / "config.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def raise_invalid(message: str):
-    from volprobe.errors import InvalidValueError
-
-    raise InvalidValueError(message)
 
 
 class CachedImageProcessor:
