@@ -161,6 +161,10 @@ def bench(kind: str, args, tmp: Path) -> dict:
     folder.mkdir()
     t0 = time.perf_counter()
     spec, model, n_params = build(kind, folder, args.tiny, dtype, device)
+    if (folder / "generation_config.json").is_file():  # e.g. Qwen2.5-VL's repetition penalty, as when loaded
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(folder)
     model.generation_config.min_new_tokens = args.max_new_tokens  # same output length in both loops
     built_s = time.perf_counter() - t0
     options = {"max_new_tokens": args.max_new_tokens}
