@@ -81,6 +81,7 @@ class RecordingAdapter(ModelAdapter):
     """
 
     no_image_mode = "images=None"
+    accepted_options = frozenset({"fail_items", "fail_prepare_shape", "sleep_s", "uses_image", "refuse_without_image"})
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -9,13 +9,18 @@ from tinymodels import cached_build, record_calls, record_method
 from tinymodels.lamed import build_lamed
 from tinymodels.volumes import single_axial_slice, stored
 
-from volprobe.errors import VolprobeError
+from volprobe.errors import InvalidValueError, VolprobeError
 from volprobe.items import Item
 from volprobe.probes.models import load_model
 from volprobe.probes.models.med3dvlm import VISION_TOWER_FILE
+from volprobe.probes.models.preprocessing import M3D_PRESET, m3d_volume
 
 CHOICE = Item(id="c", question="Which structure is more left?", answer="spleen", options=["liver", "spleen", "aorta", "heart"])
 OPEN = Item(id="o", question="Where is the bone block?", answer="left", answer_type="open")
+RAD_YES_NO = Item(id="3drad/test/T4/Atelectasis/2", question="Does the CT scan exhibit atelectasis?", answer="No",
+                  answer_type="yes_no", options=["Yes", "No"], metadata={"benchmark": "3drad"})
+RAD_OPEN = Item(id="3drad/test/T1/x/2", question="Where is the largest lymph node observed?",
+                answer="Right hilar region.", answer_type="open", metadata={"benchmark": "3drad"})
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +64,12 @@ def run(adapter, batch):
 def test_full_input_is_256_image_features_over_positions_1_to_256(m3d, volume):
     prepared = m3d.prepare(volume)
     assert prepared.data.shape == (1, 1, 32, 256, 256) and prepared.info["shape"] == [1, 1, 32, 256, 256]
+    assert torch.equal(prepared.data, m3d_volume(volume, M3D_PRESET)[0]) and prepared.info["preset"] == "m3d"
     _, seen = run(m3d, [(prepared, CHOICE), (prepared, CHOICE)])
     images = seen["images"][0]
     assert images.shape == (2, 1, 32, 256, 256) and images.dtype == torch.float32
-    assert float(images.min()) == 0.0 and float(images.max()) == pytest.approx(1.0)
+    # the display window's soft tissue (40 HU -> 128/255) after the crop removed the air; bone saturates
+    assert float(images.min()) == pytest.approx(128 / 255, abs=1e-3) and float(images.max()) == pytest.approx(1.0)
     ids = seen["ids"]
     patch = m3d.tokenizer.convert_tokens_to_ids("<im_patch>")
     assert torch.all(ids[:, 0] == m3d.tokenizer.bos_token_id)
@@ -80,6 +87,46 @@ def test_prompt_styles():
     assert m3d_style.prompt(CHOICE) == "Which structure is more left? Choices: A. liver B. spleen C. aorta D. heart"
     with pytest.raises(VolprobeError, match="prompt_style"):
         load_model("m3d", prompt_style="chatml")
+
+
+def test_3drad_prompt_is_what_3drads_dataset_class_writes():
+    """3D-RAD's RADDataset writes all four Choice columns of its CSV rows (unused ones hold '-'), for open
+    questions too, then '\nAnswer:'."""
+    adapter = load_model("m3d")
+    assert adapter.prompt(RAD_YES_NO) == ("Does the CT scan exhibit atelectasis?\nChoices: A. Yes B. No C. - D. -"
+                                          "\nAnswer:")
+    assert adapter.prompt(RAD_OPEN) == ("Where is the largest lymph node observed?\nChoices: A. - B. - C. - D. -"
+                                        "\nAnswer:")
+    assert adapter.prompt(CHOICE).endswith("Choices: A. liver B. spleen C. aorta D. heart\nAnswer:")
+
+
+def test_3drad_prompt_ids_are_bos_256_patches_space_and_the_question(m3d, volume):
+    _, seen = run(m3d, [(m3d.prepare(volume), RAD_YES_NO)])
+    ids = seen["ids"][0].tolist()
+    question = " Does the CT scan exhibit atelectasis?\nChoices: A. Yes B. No C. - D. -\nAnswer:"
+    assert ids == [m3d.tokenizer.bos_token_id] + [m3d.image_token_id] * 256 + \
+        m3d.tokenizer(question, add_special_tokens=False)["input_ids"]
+
+
+def test_unknown_option_is_an_error_naming_the_known_ones():
+    with pytest.raises(InvalidValueError, match="windw.*window"):
+        load_model("m3d", windw="-1000,1000")
+
+
+def test_preprocessing_and_generation_settings_are_recorded(m3d_dir, volume):
+    adapter = loaded("m3d", m3d_dir, window="-1000,1000", crop="none", resample="trilinear")
+    prepared = adapter.prepare(volume)
+    assert prepared.info["crop"] == "none" and prepared.info["preset"] == "m3d+crop+resample+window"
+    with record_method(adapter.model) as gen:
+        adapter.generate([(prepared, OPEN)])
+    settings = adapter.generation_settings
+    assert settings["preprocessing"]["window"] == [-1000.0, 1000.0] and settings["preprocessing"]["crop"] == "none"
+    sent = gen.calls[0][1]
+    for key in ("do_sample", "num_beams", "max_new_tokens", "pad_token_id"):
+        assert settings[key] == sent[key]  # what ran is what is recorded
+    inherited = adapter.model.generation_config.to_diff_dict()
+    assert settings["eos_token_id"] == inherited["eos_token_id"] and "eos_token_id" in settings["inherited_from_generation_config"]
+    assert settings["libraries"]["transformers"] and settings["prompt_style"] == "3drad"
 
 
 def test_text_only_drop_tokens_reads_text_alone(m3d):

@@ -116,14 +116,20 @@ def test_adapter_modules_import_no_heavy_libraries():
 
 
 def test_options_are_checked():
-    from volprobe.errors import VolprobeWarning
+    from volprobe.errors import InvalidValueError
 
-    with pytest.warns(VolprobeWarning, match="slicez"):
-        load_model("hf", slicez=3)
+    for spec in ("hf", "m3d", "med3dvlm", "radfm", "random", "oracle", "prior:x.json"):
+        with pytest.raises(InvalidValueError, match="unknown model option.*slicez"):
+            load_model(spec, slicez=3)
+    assert load_model("random", seed=3).seed == 3
     with pytest.raises(VolprobeError, match="max_new_tokens"):
         load_model("m3d", max_new_tokens="many")
     with pytest.raises(VolprobeError, match="text_only_mode"):
         load_model("med3dvlm", text_only_mode="blank")
     with pytest.raises(VolprobeError, match="window"):
         load_model("radfm", window="100,-100")
-    assert load_model("radfm", window="-1000,1000").window == (-1000.0, 1000.0)
+    assert load_model("radfm", window="-1000,1000").preset.window == (-1000.0, 1000.0)
+    with pytest.raises(VolprobeError, match="slices"):
+        load_model("hf", slices="many")
+    with pytest.raises(VolprobeError, match="question"):
+        load_model("hf", question="no placeholder")

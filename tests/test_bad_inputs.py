@@ -121,6 +121,10 @@ CASES = [
     ("merge", "{run_clobbered} --out {out}", 2, "not a run manifest"),
     ("merge", "{run_chance_half} --out {out}", 2, "chance"),
     ("merge", "{root}/nope --out {out}", 2, "not found"),
+    # doctor (a folder with problems is a report, exit 1; these are bad input)
+    ("doctor", "nope", 2, "unknown model 'nope'"),
+    ("doctor", "m3d --model-option nonsense=1", 2, "nonsense"),
+    ("doctor", "m3d --model-option broken", 2, "key=value"),
     # run
     ("run", "--model random --items {items_options_str} --control full --out {out}", 2, "options"),
     ("run", "--model random --items {items_chance7} --control full --out {out}", 2, "chance"),

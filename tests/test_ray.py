@@ -31,6 +31,7 @@ class CrashOnce(ModelAdapter):
     """Answers the gold (a perfect reader), but the first worker process to generate kills itself."""
 
     name = "crash_once"
+    accepted_options = frozenset({"marker"})
 
     def prepare(self, volume) -> Prepared:
         return Prepared(data=None, input_hash="x" if volume is None else volume.content_hash, no_image=volume is None)

@@ -347,21 +347,27 @@ def import_group() -> None:
 @click.option("--volumes", type=click.Path(exists=True, file_okay=False),
               help="Folder of NIfTI/.npy volumes named after VolumeName (searched recursively). Missing "
                    "volumes are reported; their items stay text-only.")
+@click.option("--ctrate-metadata", type=click.Path(exists=True, dir_okay=False), default=None, metavar="CSV",
+              help="CT-RATE's metadata CSV (dataset/metadata/*_metadata.csv): each volume's rescale to HU and spacing "
+                   "are stored with its items and applied when `probe run` reads it (first NIfTI release).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Items file to write (JSON Lines).")
-def import_3drad_cmd(path, split, volumes, out) -> None:
+def import_3drad_cmd(path, split, volumes, ctrate_metadata, out) -> None:
     """3D-RAD CSV folders -> items, tasks T1-T6 numbered as in the paper.
 
     The release's folders swap the numbers of tasks 1 and 2; volprobe maps folders by NAME
     (Anomaly Detection = T1, Image Observation = T2). A missing task folder is a warning;
     a malformed row is an error naming its file and line.
     """
+    from volprobe.probes.datasets.ctrate import add_to_import
     from volprobe.probes.datasets.threedrad import load_3drad
 
     _guard("probe import 3drad", _file_outputs(out), [path, volumes])
     with _quiet_volprobe_warnings():
         result = load_3drad(path, split=split, volumes=volumes)
+        add_to_import(result, ctrate_metadata)
     _write_items_with_manifest(result, out, f"probe import 3drad {path} --split {split}",
-                               [path], {"split": split, "volumes": volumes})
+                               [path] + ([ctrate_metadata] if ctrate_metadata else []),
+                               {"split": split, "volumes": volumes, "ctrate_metadata": ctrate_metadata})
 
 
 @import_group.command("ctspatialvqa")
@@ -370,21 +376,25 @@ def import_3drad_cmd(path, split, volumes, out) -> None:
               help="JSON mapping case_id -> {qa_pairs: [{question, answer, category: [...]}]}.")
 @click.option("--volumes", type=click.Path(exists=True, file_okay=False),
               help="Folder of volumes named after case_id (default: image_path relative to PATH's folder).")
+@click.option("--ctrate-metadata", type=click.Path(exists=True, dir_okay=False), default=None, metavar="CSV",
+              help="CT-RATE's metadata CSV (validation_metadata.csv): rescale to HU and spacing, applied by `probe run`.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Items file to write (JSON Lines).")
-def import_ctspatialvqa_cmd(path, categories, volumes, out) -> None:
+def import_ctspatialvqa_cmd(path, categories, volumes, ctrate_metadata, out) -> None:
     """CT-SpatialVQA JSON Lines -> open items with their spatial categories.
 
     Scored by normalised match, token F1, BLEU-1/ROUGE-1 and spatial-term agreement
     (left/right/bilateral, superior/inferior, anterior/posterior, medial/lateral/central).
     """
+    from volprobe.probes.datasets.ctrate import add_to_import
     from volprobe.probes.datasets.ctspatialvqa import load_ctspatialvqa
 
     _guard("probe import ctspatialvqa", _file_outputs(out), [path, categories, volumes])
     with _quiet_volprobe_warnings():
         result = load_ctspatialvqa(path, categories=categories, volumes=volumes)
-    inputs = [p for p in (path, categories) if p]
+        add_to_import(result, ctrate_metadata)
+    inputs = [p for p in (path, categories, ctrate_metadata) if p]
     _write_items_with_manifest(result, out, f"probe import ctspatialvqa {path}", inputs,
-                               {"categories": categories, "volumes": volumes})
+                               {"categories": categories, "volumes": volumes, "ctrate_metadata": ctrate_metadata})
 
 
 def _write_records_with_manifest(result, out: str, command: str, inputs: list, parameters: dict) -> None:
@@ -591,6 +601,9 @@ def _parse_model_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--label", default=None, help="Model name in the records (default: the --model spec as given).")
 @click.option("--no-retry-errors", is_flag=True,
               help="On resume, keep records that ended in an error instead of running them again.")
+@click.option("--ctrate-metadata", type=click.Path(exists=True, dir_okay=False), default=None, metavar="CSV",
+              help="CT-RATE's metadata CSV: volumes are rescaled to HU and given its spacing when read (rows stored "
+                   "by `probe import --ctrate-metadata` apply without it).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Spread the run over Ray workers: without ADDRESS a local Ray instance using every GPU of this "
                    "machine (or CPU slots); with one (host:port, or auto), a running cluster. Same records, "
@@ -602,7 +615,8 @@ def _parse_model_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @seed_option()
 def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size, limit, shard, single_slice,
-            model_options, label, no_retry_errors, ray_address, workers, gpus_per_worker, no_progress, seed) -> None:
+            model_options, label, no_retry_errors, ctrate_metadata, ray_address, workers, gpus_per_worker, no_progress,
+            seed) -> None:
     """Answer every item under every control; one JSON record per (item, control) in OUT.
 
     \b
@@ -638,7 +652,8 @@ def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size
     summary = run_from_files(model_spec, items_path, list(controls), out_dir, device=device, dtype=dtype,
                              single_slice=single_slice, model_options=_parse_model_options(model_options),
                              label=label, seed=seed, batch_size=batch_size, limit=limit, shard=shard,
-                             progress=not no_progress, retry_errors=not no_retry_errors, ray=ray)
+                             progress=not no_progress, retry_errors=not no_retry_errors,
+                             ctrate_metadata=ctrate_metadata, ray=ray)
     click.echo(str(summary))
     if summary.errors_remaining:
         first = summary.first_error.strip().splitlines()[0][:200] if summary.first_error else "?"
@@ -694,6 +709,30 @@ def models_cmd() -> None:
         doc = (cls.__doc__ or "").strip().splitlines()
         image = "reads the image" if cls.uses_image else "blind"
         click.echo(f"{name:<10} {doc[0] if doc else ''} [{image}; without image: {cls.no_image_mode}]")
+
+
+@main.command("doctor")
+@click.argument("model_spec", metavar="MODEL[:PATH]")
+@click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
+              help="Adapter option as for `probe run` (repeatable), e.g. --model-option preset=medgemma.")
+def doctor_cmd(model_spec, model_options) -> None:
+    """Check a model folder without loading its weights; say what is wrong and how to fix it.
+
+    \b
+    Checks: the folder (local or Hugging Face cache), config, weight files, tokenizer/processor, the
+    model's own code (imports and builds with the installed libraries, on the meta device), library
+    versions the authors used, and the preprocessing preset that will be used and why.
+    Exit status 1 when a problem is found.
+    Examples:
+      probe doctor radfm:/weights/RadFM
+      probe doctor hf:google/medgemma-1.5-4b-it
+    """
+    from volprobe.probes.models.doctor import doctor
+
+    report = doctor(model_spec, **_parse_model_options(model_options))
+    click.echo(str(report))
+    if not report.ok:
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,12 +15,15 @@ CORPUS = [
      "Is there a lesion in the image? yes no", "Answer with the letter of the correct choice."]
 
 
-def train_tokenizer(special_tokens: list[str], vocab_size: int = 400, bos: str | None = None, **token_roles):
+def train_tokenizer(special_tokens: list[str], vocab_size: int = 400, bos: str | None = None,
+                    tokenizer_class: str | None = None, **token_roles):
     """A ``PreTrainedTokenizerFast`` trained on :data:`CORPUS`; special tokens get the first ids, in order.
 
     Args:
         special_tokens: added first (ids 0..n-1), never split.
         bos: when given, prepended to every encoded text (as LLaMA/Phi tokenizers do).
+        tokenizer_class: a ``transformers`` fast tokenizer class name to wrap it in where transformers 4.x
+            processors insist on one (e.g. ``Qwen2TokenizerFast``); transformers 5 takes the generic class.
         token_roles: ``eos_token=...``, ``pad_token=...``, ``extra_special_tokens={...}`` etc.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -38,4 +41,9 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 400, bos: str |
         token_roles["bos_token"] = bos
     if "extra_special_tokens" not in token_roles:
         token_roles["additional_special_tokens"] = [t for t in special_tokens if t not in token_roles.values()]
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **token_roles)
+    import transformers
+
+    cls = PreTrainedTokenizerFast
+    if tokenizer_class and int(transformers.__version__.split(".")[0]) < 5:
+        cls = getattr(transformers, tokenizer_class)
+    return cls(tokenizer_object=tok, **token_roles)

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from volprobe.errors import InvalidValueError
 from volprobe.items import Item
 from volprobe.registry import Registry
 
@@ -60,6 +61,8 @@ class ModelAdapter(ABC):
             recorded in every text-only record.
         uses_image: False for blind models (they ignore the volume; the engine skips preparing it).
         run_seed: the run's seed, set by the engine before ``load()``.
+        accepted_options: names of the ``--model-option`` keys the model reads from ``self.options``;
+            any other option is an error (adapters with named keyword options need not list those).
     """
 
     name: str = ""
@@ -67,12 +70,41 @@ class ModelAdapter(ABC):
     uses_image: bool = True
     #: The run's seed; the engine sets it before ``load()`` (seeded reference models read it).
     run_seed: int = 0
+    accepted_options: frozenset[str] = frozenset()
 
     def __init__(self, path: str | None = None, device: str = "cpu", dtype: str = "auto", **options: Any):
+        type(self).check_options(options, named=False)
         self.path = path
         self.device = device
         self.dtype = dtype
         self.options = options
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], named: bool = True) -> None:
+        """Raise :class:`InvalidValueError` for an option the model does not take (``named``: its constructors'
+        keyword options count as known; the base constructor checks only what reaches ``self.options``)."""
+        known = set(cls.accepted_options) | (set(cls.option_names()) if named else set())
+        unknown = sorted(set(options) - known)
+        if unknown:
+            names = sorted(set(cls.accepted_options) | set(cls.option_names()))
+            raise InvalidValueError(f"{cls.name or cls.__name__}: unknown model option(s) {', '.join(unknown)}; "
+                                    f"it takes: {', '.join(names) or 'no options'}")
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The keyword options of this adapter's constructors (``--model-option`` names)."""
+        import inspect
+
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            for param in inspect.signature(init).parameters.values():
+                if param.kind == param.KEYWORD_ONLY or (param.kind == param.POSITIONAL_OR_KEYWORD
+                                                         and param.name not in ("self", "path", "device", "dtype")):
+                    names.add(param.name)
+        return sorted(names)
 
     # -- identity ------------------------------------------------------------------
     @property
@@ -84,6 +116,11 @@ class ModelAdapter(ABC):
     def generation_settings(self) -> dict[str, Any]:
         """Decoding settings recorded with each record (greedy by default)."""
         return {"do_sample": False}
+
+    def diagnose(self) -> list:
+        """Checks of the model's files and environment without loading weights (``probe doctor``): a list of
+        :class:`~volprobe.probes.models.doctor.Check`; empty when there is nothing to check."""
+        return []
 
     # -- lifecycle -----------------------------------------------------------------
     def load(self) -> None:
@@ -137,6 +174,12 @@ def parse_model_spec(spec: str) -> tuple[str, str | None]:
 
 
 def load_model(spec: str, device: str = "cpu", dtype: str = "auto", **options: Any) -> ModelAdapter:
-    """Instantiate a registered adapter from ``NAME[:path]`` (weights are loaded by ``adapter.load()``)."""
+    """Instantiate a registered adapter from ``NAME[:path]`` (weights are loaded by ``adapter.load()``).
+
+    Raises:
+        InvalidValueError: an option the adapter does not take (the message lists those it takes).
+    """
     name, path = parse_model_spec(spec)
-    return MODELS.get(name)(path=path, device=device, dtype=dtype, **options)
+    cls = MODELS.get(name)
+    cls.check_options(options)
+    return cls(path=path, device=device, dtype=dtype, **options)

@@ -32,6 +32,7 @@ from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash
 class OracleModel(ModelAdapter):
     """Segments the given volume, recomputes each item's relation, answers; guesses when it cannot."""
 
+    accepted_options = frozenset({"seed"})
     no_image_mode = "no volume to segment: uniform guess over the options"
     uses_image = True
 

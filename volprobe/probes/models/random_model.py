@@ -23,6 +23,7 @@ OPEN_ANSWER = ""
 class RandomModel(ModelAdapter):
     """Uniform guess over the item's options, seeded per (run seed, item id); open items get ''."""
 
+    accepted_options = frozenset({"seed"})
     no_image_mode = "ignores any image (uniform guess over the options)"
     uses_image = False
 

@@ -84,8 +84,9 @@ class Worker:
 
     def __init__(self, model: ModelAdapter, label: str, controls: Sequence[Control], seed: int, batch_size: int,
                  paths: dict[str, tuple[str | None, str]], base_dir: str | None, cases: dict[str, str],
-                 volume_cache: int = 4):
-        self.volumes = VolumeCache(paths, Path(base_dir) if base_dir else None, volume_cache, read_ahead=False)
+                 volume_reader=None, volume_cache: int = 4):
+        self.volumes = VolumeCache(paths, Path(base_dir) if base_dir else None, volume_cache, read_ahead=False,
+                                   read=volume_reader)
         ctx = ControlContext(seed=seed, load_case=self.volumes.get, cases=cases)
         self.controls = {c.label: c for c in controls}
         self.summary = RunSummary(Path("."), Path("."), Path("."))
@@ -212,7 +213,7 @@ def _worker_count(ray, options: RayOptions) -> int:
 def run_on_ray(options: RayOptions, *, model: ModelAdapter, label: str, controls: Sequence[Control], seed: int,
                batch_size: int, paths: dict[str, tuple[str | None, str]], base_dir: Path | None,
                cases: dict[str, str], groups: Sequence[tuple[str, list[Item]]], done: set, rec_out, excl_out,
-               summary, progress: bool) -> DistributedResult:
+               summary, progress: bool, volume_reader=None) -> DistributedResult:
     """Answer every pending (item, control) pair on Ray workers, appending records through ``rec_out`` and
     exclusions through ``excl_out`` as units complete (see the module docstring)."""
     from tqdm.auto import tqdm
@@ -230,7 +231,7 @@ def run_on_ray(options: RayOptions, *, model: ModelAdapter, label: str, controls
                         max_restarts=options.max_restarts)(Worker)
     model_ref = ray.put(model)
     actors = {w: remote.remote(model_ref, label, list(controls), seed, batch_size, paths,
-                               str(base_dir) if base_dir else None, cases) for w in range(n)}
+                               str(base_dir) if base_dir else None, cases, volume_reader) for w in range(n)}
     result.workers = n
     scheduler = _Scheduler(units)
     inflight: dict[Any, tuple[int, _Unit]] = {}

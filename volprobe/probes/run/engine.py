@@ -173,7 +173,7 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
         model_label: str | None = None, items_path: str | Path | None = None, base_dir: str | Path | None = None,
         progress: bool = True, volume_cache: int = 4, command: str = "probe run",
         settings: dict[str, Any] | None = None, retry_errors: bool = True,
-        ray: Any = None) -> RunSummary:
+        volume_reader: Callable | None = None, ray: Any = None) -> RunSummary:
     """Answer every item under every control with ``model``; append one RunRecord per pair.
 
     Args:
@@ -194,6 +194,7 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
         settings: extra settings to record in the manifest (device, dtype, model options ...).
         retry_errors: on resume, run again the pairs whose records ended in an error (they move to
             ``retried*.jsonl``); False keeps them.
+        volume_reader: ``read(path, case, patient) -> Volume`` used instead of ``load_volume`` (CT-RATE metadata).
         ray: a :class:`~volprobe.probes.run.distributed.RayOptions`: spread the work over Ray workers;
             records, resume and retry as in one process.
 
@@ -219,7 +220,7 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
     base = Path(base_dir) if base_dir is not None else (Path(items_path).parent if items_path else None)
 
     paths = case_volumes(items, lambda raw: VolumeCache.resolve_path(raw, base))
-    volumes = VolumeCache(paths, base, volume_cache)
+    volumes = VolumeCache(paths, base, volume_cache, read=volume_reader)
     ctx = ControlContext(seed=seed, load_case=volumes.get, cases={
         c: p for c, (vp, p) in paths.items() if c and vp is not None and volumes.resolve(c).exists()})
     if model.uses_image:
@@ -251,7 +252,8 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
                     engine = ray.execute(model=model, label=label, controls=controls, seed=seed,
                                          batch_size=batch_size, paths=paths, base_dir=base, cases=dict(ctx.cases),
                                          groups=_group_by_case(chosen), done=done, rec_out=rec_out,
-                                         excl_out=excl_out, summary=summary, progress=progress)
+                                         excl_out=excl_out, summary=summary, progress=progress,
+                                         volume_reader=volume_reader)
         finally:
             volumes.close()
         summary.errors_remaining = summary.errors + (0 if retry_errors else kept.count)
@@ -540,9 +542,12 @@ def _describe(exc: BaseException) -> str:
 def run_from_files(model_spec: str, items_path: str | Path, control_specs: Sequence[str], out_dir: str | Path, *,
                    device: str = "cpu", dtype: str = "auto", single_slice: str | None = None,
                    model_options: dict[str, Any] | None = None, label: str | None = None,
-                   loader: Callable[..., ModelAdapter] | None = None, **kwargs: Any) -> RunSummary:
-    """``probe run``: read the items, build the model and controls, :func:`run`."""
+                   loader: Callable[..., ModelAdapter] | None = None, ctrate_metadata: str | Path | None = None,
+                   **kwargs: Any) -> RunSummary:
+    """``probe run``: read the items, build the model and controls, :func:`run`. Volumes are read through
+    CT-RATE's metadata (``ctrate_metadata`` CSV, or the rows the items carry) when there is any."""
     from volprobe.items import read_items
+    from volprobe.probes.datasets.ctrate import volume_reader_for
     from volprobe.probes.models.base import load_model
 
     items = read_items(items_path)
@@ -552,7 +557,10 @@ def run_from_files(model_spec: str, items_path: str | Path, control_specs: Seque
     model = (loader or load_model)(model_spec, device=device, dtype=dtype, **(model_options or {}))
     settings = {"model_spec": model_spec, "device": device, "dtype": dtype, "batch_size": kwargs.get("batch_size", 1),
                 "model_options": dict(model_options or {})}
+    reader = volume_reader_for(items, ctrate_metadata)
+    if ctrate_metadata is not None:
+        settings["ctrate_metadata"] = str(ctrate_metadata)
     if kwargs.get("ray") is not None:
         settings["ray"] = kwargs["ray"].describe()
     return run(items, model, controls, out_dir, model_label=label or model_spec, items_path=items_path,
-               settings=settings, **kwargs)
+               settings=settings, volume_reader=reader, **kwargs)

@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class VolumeCache:
@@ -20,11 +20,14 @@ class VolumeCache:
         paths: case → (volume path as written in the items, patient id).
         base_dir: folder against which a relative path is tried when it does not exist as given.
         size: volumes kept in memory (the current case and the next, each with a swapped_volume source).
+        read: ``read(path, case, patient) -> Volume`` for files that need more than
+            :func:`~volprobe.segmentation.volume.load_volume` (e.g. CT-RATE's metadata); None: ``load_volume``.
     """
 
     def __init__(self, paths: dict[str, tuple[str | None, str]], base_dir: Path | None, size: int = 4,
-                 read_ahead: bool = True):
+                 read_ahead: bool = True, read: Callable[[Path, str, str | None], Any] | None = None):
         self.paths = paths
+        self.read = read
         self.base_dir = base_dir
         self.size = max(1, size)
         self.loaded = 0  #: volume reads done
@@ -81,7 +84,9 @@ class VolumeCache:
                 raise FileNotFoundError(f"volume missing: the item names no volume_path (case {case!r})")
             if not path.exists():
                 raise FileNotFoundError(f"volume missing: {path} (no such file)")
-            found: Any = load_volume(path, patient=self.paths[case][1])
+            patient = self.paths[case][1]
+            found: Any = (self.read(path, case, patient) if self.read is not None
+                          else load_volume(path, patient=patient))
         except Exception as exc:
             return exc
         with self._lock:

@@ -9,6 +9,10 @@ Definitions (``correct`` is a per-item 0/1 outcome; unparseable and refused coun
 - class-balanced accuracy = unweighted mean over gold answers of the accuracy on items with that gold
   answer (closed items only; 0.5 for always-"No" on a yes/no task whatever the prevalence).
 
+A benchmark's own scoring rule (:data:`~volprobe.probes.scoring.answers.SECONDARY_RULES`, e.g. 3D-RAD's
+substring rule) is averaged separately as ``secondary`` and printed with its label, next to (never
+instead of) volprobe's accuracy.
+
 The full statistical report (CIs, paired tests) is ``volprobe.stats``; these are only the
 benchmark's own headline numbers.
 """
@@ -22,6 +26,7 @@ from typing import Hashable, Iterable, Sequence
 
 from volprobe.jsonio import write_json_atomic
 from volprobe.manifest import write_manifest
+from volprobe.probes.scoring.answers import SECONDARY_RULES
 from volprobe.records import RunRecord
 
 
@@ -62,6 +67,8 @@ class TaskSummary:
         chance: mean chance level of the items (None for open tasks);
         unparseable, refused, errors: counts of those outcomes;
         scores: mean of each continuous score over the items that have it (``bleu1``, ``rouge1``, ...).
+        secondary: mean of each benchmark's own rule over the items that have it (e.g. ``3drad_substring``:
+            3D-RAD's published accuracy rule), labelled by :data:`SECONDARY_RULES`.
     """
 
     model: str
@@ -77,6 +84,7 @@ class TaskSummary:
     refused: int = 0
     errors: int = 0
     scores: dict[str, float] = field(default_factory=dict)
+    secondary: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
         parts = [f"{self.model} [{self.control}] {self.task}: n={self.n}",
@@ -88,7 +96,10 @@ class TaskSummary:
             parts.append(f"chance {100 * self.chance:.1f}%")
         parts.append(f"unparseable {self.unparseable}, refused {self.refused}, errors {self.errors}")
         parts += [f"{k} {v:.4f}" for k, v in sorted(self.scores.items())]
-        return "; ".join(parts)
+        text = "; ".join(parts)
+        for name, value in sorted(self.secondary.items()):
+            text += f"\n    {100 * value:.2f}% by {SECONDARY_RULES.get(name, name)} [{name}]"
+        return text
 
 
 def summarise(records: Iterable[RunRecord]) -> list[TaskSummary]:
@@ -114,7 +125,8 @@ def summarise(records: Iterable[RunRecord]) -> list[TaskSummary]:
             chance=sum(chances) / len(chances) if chances else None,
             unparseable=sum(r.unparseable for r in recs), refused=sum(r.refused for r in recs),
             errors=sum(r.error is not None for r in recs),
-            scores={k: sum(v) / len(v) for k, v in sorted(sums.items())}))
+            scores={k: sum(v) / len(v) for k, v in sorted(sums.items()) if k not in SECONDARY_RULES},
+            secondary={k: sum(v) / len(v) for k, v in sorted(sums.items()) if k in SECONDARY_RULES}))
     return out
 
 

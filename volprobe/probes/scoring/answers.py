@@ -39,6 +39,10 @@ spatial term.
 max(10%, 1 mm); ``parsed`` is the canonical ``30x13 mm``; the open-text scores are added for comparison
 with the paper, plus ``abs_error_mm`` and ``rel_error`` when the dimension counts agree. An output with
 no number is unparseable. A gold answer with no number falls back to the open rule.
+
+**A benchmark's own rule, as a secondary score** (never the outcome): closed 3D-RAD items also get
+``scores["3drad_substring"]``, 3D-RAD's published scoring (:func:`threedrad_substring`), so numbers can be
+set beside the paper's; :data:`SECONDARY_RULES` labels it for ``probe score``.
 """
 
 from __future__ import annotations
@@ -69,6 +73,28 @@ REFUSAL_PHRASES = (
     "not provided an image", "not provided with an image", "as an ai",
     "insufficient information to", "not enough information to",
 )
+
+
+#: Score name of 3D-RAD's substring rule (a secondary score of closed 3D-RAD items).
+THREEDRAD_SUBSTRING = "3drad_substring"
+#: Secondary scores that are a benchmark's own scoring rule: name → label shown next to the numbers.
+SECONDARY_RULES = {
+    THREEDRAD_SUBSTRING: "3D-RAD's own rule (secondary, as in its published numbers): correct when the gold "
+                         "letter and '.' occur anywhere in the output, so an echoed option list counts as correct",
+}
+
+
+def threedrad_substring(item: Item, text: str) -> float | None:
+    """3D-RAD's scoring of a closed answer: 1.0 when ``letter + '.'`` occurs anywhere in the output.
+
+    As Tang-xiaoxiao/3D-RAD ``M3D/Bench/eval/eval_3DRAD.py`` (``if answer_choice[0] + '.' in
+    generated_texts[0]``) with the letter of the item's gold option; its published tables use it for the
+    closed tasks 5 and 6 (tasks 1-4 by BLEU/ROUGE/BERTScore of the text). None for open items.
+    """
+    if not item.is_closed or item.answer not in item.options:
+        return None
+    letter = string.ascii_uppercase[item.options.index(item.answer)]
+    return float(f"{letter}." in (text or ""))
 
 
 @dataclass
@@ -267,12 +293,15 @@ def score_output(item: Item, text: str, *, f1_threshold: float = OPEN_F1_THRESHO
     """Score one model output for one item (any answer type); rules in the module docstring."""
     text = text or ""
     if item.is_closed:
+        secondary = {}
+        if item.metadata.get("benchmark") == "3drad" and (rule := threedrad_substring(item, text)) is not None:
+            secondary[THREEDRAD_SUBSTRING] = rule
         idx, _status = parse_choice(text, item.options)
         if idx is not None:
             parsed = item.options[idx]
-            return Scored(parsed=parsed, correct=parsed == item.answer)
+            return Scored(parsed=parsed, correct=parsed == item.answer, scores=secondary)
         refused = is_refusal(text)
-        return Scored(parsed=None, correct=False, unparseable=not refused, refused=refused)
+        return Scored(parsed=None, correct=False, unparseable=not refused, refused=refused, scores=secondary)
 
     answer_text = _drop_thinking(text).strip()
     scores = text_scores(answer_text, item.answer)

@@ -3,13 +3,13 @@
 Like RadFM's ``MyEmbedding`` in ``Text`` mode: encodes ``vision_x`` (B, S, 3, H, W, D) into 32 tokens per
 scan, appends them after the text vocabulary and the two figure tokens (``<image>``, ``</image>``), and
 embeds ``text_input`` by a one-hot product, so ``<imageK>`` (id ``vocab + 2 + K``) reads image token K.
-It builds a BERT from ``./MedKEBERT`` (a path relative to the working directory), as RadFM's does.
+Like RadFM's current code it builds Med-KEBERT by its hub id (``xmcmic/Med-KEBERT``), tokenizer and model.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import AutoConfig, BertModel
+from transformers import AutoModel, AutoTokenizer
 
 
 class MyEmbedding(nn.Module):
@@ -21,7 +21,9 @@ class MyEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.randn((num_embeddings, embedding_dim)))
         self.figure_token_weight = nn.Parameter(torch.randn((2, embedding_dim)))
         self.flag = "Text"
-        self.bert_model = BertModel(AutoConfig.from_pretrained("./MedKEBERT/"))
+        self.bert_tokenizer = AutoTokenizer.from_pretrained("xmcmic/Med-KEBERT")
+        self.bert_model = AutoModel.from_pretrained("xmcmic/Med-KEBERT")
+        self.bert_projection_fc = nn.Linear(self.bert_model.config.hidden_size, vis_dim)
         self.vision_encoder = nn.Conv3d(3, vis_dim, kernel_size=(patch_size, patch_size, frame_patch_size),
                                         stride=(patch_size, patch_size, frame_patch_size))
         self.latents = nn.Parameter(torch.randn(perceiver_num, vis_dim))
