@@ -37,6 +37,9 @@ def gemma_dir(tmp_path_factory):
 
 
 def loaded(folder, **options):
+    """The adapter as the authors' path runs it (reuse of the image prefix off: these tests read what each
+    ``generate`` call receives; tests/test_reuse.py checks reuse gives the same answers)."""
+    options.setdefault("reuse", False)
     adapter = load_model(f"hf:{folder}", device="cpu", dtype=options.pop("dtype", "fp32"), slices=SLICES,
                          max_new_tokens=4, **options)
     adapter.load()

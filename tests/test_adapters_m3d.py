@@ -35,6 +35,9 @@ def med3dvlm_dir(tmp_path_factory):
 
 
 def loaded(name, folder, **options):
+    """The adapter as the authors' path runs it (reuse of the image prefix off: these tests read what each
+    ``generate`` call receives; tests/test_reuse.py checks reuse gives the same answers)."""
+    options.setdefault("reuse", False)
     adapter = load_model(f"{name}:{folder}", device="cpu", dtype=options.pop("dtype", "fp32"), max_new_tokens=4, **options)
     adapter.load()
     return adapter

@@ -39,6 +39,9 @@ def checkout(tmp_path_factory):
 
 
 def loaded(folder, **options):
+    """The adapter as the authors' path runs it (reuse of the image prefix off: these tests read what each
+    ``generate`` call receives; tests/test_reuse.py checks reuse gives the same answers)."""
+    options.setdefault("reuse", False)
     adapter = load_model(f"radfm:{folder}", device="cpu", dtype="fp32", max_new_tokens=4,
                          **{"image_size": 64, **options})
     adapter.load()

@@ -35,12 +35,16 @@ class Prepared:
         input_hash: SHA-256 of the image part of the input (prompt hashed separately by the engine).
         no_image: True when the model runs without any image input.
         info: small JSON-able facts (shapes, number of slices, window) recorded with each result.
+        reuse: what an adapter computed from this input and keeps for the next question on it (vision
+            features, the language model's cache of an image prefix); lives as long as the input (the
+            engine drops a case's inputs after the case), never recorded or hashed.
     """
 
     data: Any
     input_hash: str
     no_image: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    reuse: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass

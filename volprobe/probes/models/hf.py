@@ -35,6 +35,16 @@ Speed: the engine sends many items on one prepared volume. The processor's image
 and normalising every slice, per item) would then dominate, so :class:`CachedImageProcessor` processes
 each prepared slice list once and replays the result; the first joined batch is checked against the
 real processor, and caching switches itself off for a processor whose outputs do not join.
+
+Encode once, ask many (option ``reuse``, default on): the instruction and the slices come before the
+question, so every question on one input shares a token prefix holding all the images. That prefix is run
+through the model once per input (the vision tower and the language model), its key/value cache kept, and
+each question continues from a copy (``generate`` with the cache: the model sees only the question's
+tokens and drops the pixel values, as ``transformers`` does for cached decoding; models that keep
+multimodal rotary offsets between calls, Qwen2.5-VL's ``rope_deltas``, get the prefix's back). The first
+questions that use it are also answered the plain way and compared (the first answer token's scores and
+the whole answer); on any difference reuse switches itself off for the run and says so in the settings.
+``reuse=false`` never uses it.
 """
 
 from __future__ import annotations
@@ -46,10 +56,11 @@ from typing import Any, Sequence
 
 from volprobe.items import Item
 from volprobe.probes.models.base import Generation, Prepared, hash_bytes, register_model
-from volprobe.probes.models.preprocessing import GENERIC_SLICES, MEDGEMMA_SLICES, SlicePreset
+from volprobe.probes.models.preprocessing import GENERIC_SLICES, MEDGEMMA_SLICES, SlicePreset, parse_flag
 from volprobe.errors import InvalidValueError, VolprobeError
-from volprobe.probes.models.vlm_common import (VLMAdapter, choice, dtype_kwarg, ensure_pad_token, greedy_kwargs,
-                                               no_image_input, run_groups, transformers_version)
+from volprobe.probes.models.vlm_common import (VLMAdapter, cached_generation, choice, copied_cache, dtype_kwarg,
+                                               ensure_pad_token, greedy_kwargs, no_image_input, run_groups,
+                                               transformers_version)
 from volprobe.probes.models.weights import resolve_weights
 
 DEFAULT_INSTRUCTION = (
@@ -138,8 +149,11 @@ class HFAdapter(VLMAdapter):
                  preset: str = "auto", slices: Any = None, sampling: Any = None, windows: Any = None,
                  slice_order: Any = None, slice_size: Any = None, image_format: Any = None,
                  instruction: str | None = None, question: str | None = None, max_new_tokens: Any = None,
-                 trust_remote_code: bool | str = False):
+                 trust_remote_code: bool | str = False, reuse: Any = True):
         super().__init__(path=path, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
+        #: "unverified" (checked against recomputing on first use), then "on", or "off"
+        self.reuse_state = "unverified" if parse_flag(reuse, "reuse") else "off"
+        self.reuse_note = "" if self.reuse_state != "off" else "off (reuse=false)"
         self.preset_name = choice(preset, "preset", ("auto", *CHAT_PRESETS))
         self.slice_options = dict(slices=slices, sampling=sampling, windows=windows, slice_order=slice_order,
                                   slice_size=slice_size, image_format=image_format)
@@ -191,7 +205,7 @@ class HFAdapter(VLMAdapter):
     def generation_settings(self) -> dict[str, Any]:
         chat = self.chat.record() if self.chat else None
         return {**super().generation_settings, "preset": chat, "preset_reason": self.preset_reason,
-                "slices": self.slices}
+                "slices": self.slices, "reuse_image_prefix": self.reuse_note or self.reuse_state}
 
     def _load(self) -> None:
         self.weights = resolve_weights(self.path, model=self.name)
@@ -240,7 +254,8 @@ class HFAdapter(VLMAdapter):
     # -- generation -----------------------------------------------------------------
     def generate(self, batch: Sequence[tuple[Prepared, Item]]) -> list[Generation]:
         self._require_loaded()
-        texts = run_groups(len(batch), [p.no_image for p, _ in batch],
+        reuse = self.reuse_state != "off"
+        texts = run_groups(len(batch), [(p.no_image, id(p) if reuse and not p.no_image else 0) for p, _ in batch],
                            lambda idx: self._generate_group([batch[i] for i in idx]))
         return [Generation(text=t) for t in texts]
 
@@ -256,10 +271,68 @@ class HFAdapter(VLMAdapter):
         import torch
 
         inputs = self.model_inputs(batch)
+        prepared = batch[0][0]
+        if self.reuse_state != "off" and not prepared.no_image and bool(inputs["attention_mask"].all()):
+            return self._generate_reused(prepared, batch, inputs)
         with torch.inference_mode():
             out = self.model.generate(**inputs, **self.generate_kwargs())
+        return self._decode_new(out, inputs)
+
+    def _decode_new(self, out, inputs) -> list[str]:
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         return [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def _prefix_length(self, prepared: Prepared, item: Item, ids) -> int:
+        """Tokens shared by every question on ``prepared``: the common prefix of this item's tokens and those of
+        the same chat with another question, less one token (a word may merge across the join)."""
+        other = dataclasses.replace(item, question=item.question + " (another question)", options=[], answer="",
+                                    answer_type="open")
+        ref = self.model_inputs([(prepared, other)])["input_ids"][0]
+        n = min(len(ref), ids.shape[1])
+        same = (ref[:n] == ids[0, :n]).long()
+        return int(same.cumprod(0).sum()) - 1
+
+    def _generate_reused(self, prepared: Prepared, batch: Sequence[tuple[Prepared, Item]], inputs) -> list[str]:
+        """Answers continued from the cached prefix of ``prepared`` (module docstring); checked against recomputing
+        until that has agreed once."""
+        import torch
+
+        ids = inputs["input_ids"]
+        state = prepared.reuse.get("hf_prefix")
+        if state is None:
+            n = self._prefix_length(prepared, batch[0][1], ids)
+            with torch.inference_mode():
+                out = self.model(**_prefix_inputs(inputs, n), use_cache=True)
+            state = prepared.reuse["hf_prefix"] = (n, ids[0, :n].clone(), out.past_key_values, _rope_state(self.model))
+        n, prefix_ids, cache, rope = state
+        if ids.shape[1] <= n or not bool((ids[:, :n] == prefix_ids).all()):
+            return self._generate_plain(inputs)
+        past = copied_cache(cache, len(batch))
+        _set_rope_state(self.model, rope, len(batch))
+        kwargs = {**self.generate_kwargs(), "return_dict_in_generate": True, "output_scores": True}
+        tokens_only = {k: v for k, v in inputs.items()  # the images are in the cache: no pixel values again
+                       if tuple(getattr(v, "shape", ()))[:2] == tuple(ids.shape)}
+        with cached_generation():
+            reused = self.model.generate(**tokens_only, past_key_values=past, **kwargs)
+        texts = self._decode_new(reused.sequences, inputs)
+        if self.reuse_state == "unverified":
+            with torch.inference_mode():
+                plain = self.model.generate(**inputs, **kwargs)
+            tol = 1e-4 if self.torch_dtype == torch.float32 else 5e-2  # half precision: the last bits differ
+            same = (plain.sequences.shape == reused.sequences.shape and bool((plain.sequences == reused.sequences).all())
+                    and torch.allclose(plain.scores[0].float(), reused.scores[0].float(), rtol=tol, atol=tol))
+            self.reuse_state = "on" if same else "off"
+            if not same:
+                self.reuse_note = "off (answers from the cached prefix differed from recomputing)"
+                return self._decode_new(plain.sequences, inputs)
+        return texts
+
+    def _generate_plain(self, inputs) -> list[str]:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **self.generate_kwargs())
+        return self._decode_new(out, inputs)
 
     # -- probe doctor ---------------------------------------------------------------
     def diagnose(self) -> list:
@@ -324,6 +397,35 @@ def read_config(folder) -> dict:
 
     path = Path(folder) / "config.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _prefix_inputs(inputs, n: int) -> dict:
+    """The first chat's first ``n`` tokens and its images, from a processor output of chats that share one image
+    list: per-token tensors (rows x tokens ...) are cut to ``[:1, :n]``, per-image tensors to the first chat's share."""
+    rows, length = inputs["input_ids"].shape
+    out = {}
+    for key, value in inputs.items():
+        shape = tuple(getattr(value, "shape", ()))
+        if len(shape) >= 2 and shape[:2] == (rows, length):
+            out[key] = value[:1, :n]
+        elif shape and shape[0] % rows == 0:
+            out[key] = value[: shape[0] // rows]
+        else:
+            out[key] = value
+    return out
+
+
+def _rope_state(model):
+    """Multimodal rotary offsets a model keeps between calls (Qwen2-VL family ``rope_deltas``), or None."""
+    inner = getattr(model, "model", model)
+    deltas = getattr(inner, "rope_deltas", None)
+    return None if deltas is None else deltas[:1].clone()
+
+
+def _set_rope_state(model, deltas, rows: int) -> None:
+    inner = getattr(model, "model", model)
+    if deltas is not None and hasattr(inner, "rope_deltas"):
+        inner.rope_deltas = deltas.expand(rows, *deltas.shape[1:]).clone()
 
 
 class CachedImageProcessor:

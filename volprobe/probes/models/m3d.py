@@ -19,6 +19,14 @@ remote code) and 3D-RAD's ``M3D/Bench/eval/eval_3DRAD.py``:
 * decoding: ``model.generate(images=..., inputs=..., max_new_tokens=256, do_sample=False)``; every
   effective setting (the model's generation config included) is recorded.
 
+Encode once, ask many (option ``reuse``, default on): the image features fill positions 1..256 whatever
+the question, so the first 257 positions (BOS and the image) are the same for every question on one
+input. They are encoded once per (volume, control) input — the vision tower, the projector and the
+language model's key/value cache of those positions — and each question continues from a copy of that
+cache. Greedy answers equal recomputing everything (tested exactly in float32 on the CPU; in bf16 the
+cached and recomputed prefix can differ in the last bit, so rare near-ties may resolve differently).
+``reuse=false`` recomputes per question (the authors' call), for debugging.
+
 Batching (option ``batching``): M3D's ``generate`` ignores ``attention_mask`` and splices at fixed
 positions, so padded batches would be wrong. ``exact`` (default) batches only prompts of equal token
 length (no padding) through the authors' ``generate``; ``padded`` left-pads, writes the image features
@@ -42,9 +50,10 @@ from typing import Any, Sequence
 from volprobe.errors import VolprobeError
 from volprobe.items import Item
 from volprobe.probes.models.base import Generation, Prepared, register_model
-from volprobe.probes.models.preprocessing import M3D_PRESET, VolumePreset
-from volprobe.probes.models.vlm_common import (VLMAdapter, choice, dtype_kwarg, ensure_pad_token, m3d_bench_prompt,
-                                               no_image_input, run_groups, tensor_hash, threedrad_prompt)
+from volprobe.probes.models.preprocessing import M3D_PRESET, VolumePreset, parse_flag
+from volprobe.probes.models.vlm_common import (VLMAdapter, choice, dtype_kwarg, ensure_pad_token, generate_after_prefix,
+                                               m3d_bench_prompt, no_image_input, prefix_cache, run_groups, tensor_hash,
+                                               threedrad_prompt)
 from volprobe.probes.models.weights import resolve_weights
 
 IMAGE_TOKEN = "<im_patch>"
@@ -79,8 +88,9 @@ class M3DAdapter(VLMAdapter):
     def __init__(self, path: str | None = None, device: str = "cpu", dtype: str = "auto", *,
                  max_new_tokens: int | str = 256, text_only_mode: str = "drop_tokens", batching: str = "exact",
                  prompt_style: str | None = None, window: Any = None, quantize: Any = None, crop: Any = None,
-                 resample: Any = None, size: Any = None, slice_order: Any = None):
+                 resample: Any = None, size: Any = None, slice_order: Any = None, reuse: Any = True):
         super().__init__(path=path, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
+        self.reuse = parse_flag(reuse, "reuse")
         self.text_only_mode = choice(text_only_mode, "text_only_mode", tuple(TEXT_ONLY_MODES))
         self.no_image_mode = TEXT_ONLY_MODES[self.text_only_mode]
         self.batching = choice(batching, "batching", ("exact", "padded"))
@@ -93,7 +103,8 @@ class M3DAdapter(VLMAdapter):
 
     @property
     def generation_settings(self) -> dict[str, Any]:
-        return {**super().generation_settings, "batching": self.batching, "prompt_style": self.prompt_style,
+        return {**super().generation_settings, "batching": self.batching, "reuse_image_prefix": self.reuse,
+                "prompt_style": self.prompt_style,
                 "text_only_mode": self.text_only_mode, "image_tokens": self.image_tokens,
                 "im_patch_start": self.im_patch_start, "authors_decoding": self.authors_decoding,
                 "preprocessing": self.preset.record()}
@@ -153,10 +164,17 @@ class M3DAdapter(VLMAdapter):
         ids = [self.tokenizer(t)["input_ids"] for t in texts]
         for (prepared, item), row in zip(batch, ids):
             self._check_image_tokens(prepared, item, row)
-        keys = [(p.no_image, len(row) if self.batching == "exact" else 0) for (p, _), row in zip(batch, ids)]
-        run = self._run_exact if self.batching == "exact" else self._run_padded
-        outputs = run_groups(len(batch), keys, lambda idx: run([batch[i][0] for i in idx], [texts[i] for i in idx]))
-        return [Generation(text=t) for t in outputs]
+        reuse = self.reuse and self.batching == "exact"
+        keys = [(p.no_image, len(row) if self.batching == "exact" else 0, id(p) if reuse and not p.no_image else 0)
+                for (p, _), row in zip(batch, ids)]
+
+        def run(idx: list[int]) -> list[str]:
+            prepared, group = [batch[i][0] for i in idx], [texts[i] for i in idx]
+            if reuse and not prepared[0].no_image:
+                return self._run_reused(prepared[0], group)
+            return (self._run_exact if self.batching == "exact" else self._run_padded)(prepared, group)
+
+        return [Generation(text=t) for t in run_groups(len(batch), keys, run)]
 
     def _check_image_tokens(self, prepared: Prepared, item: Item, row: list[int]) -> None:
         n = row.count(self.image_token_id)
@@ -184,6 +202,32 @@ class M3DAdapter(VLMAdapter):
         with torch.inference_mode():
             out = self.model.generate(images=self._images(prepared), inputs=inputs, **self.generate_kwargs())
         return self._decode(out)
+
+    def _image_prefix(self, prepared: Prepared, prefix_ids):
+        """(embeddings, key/value cache) of the image prefix — positions 0..256: the first token and the
+        image features spliced over positions 1..256 as M3D's ``prepare_inputs_for_multimodal`` does —
+        computed once per input and kept in ``prepared.reuse``."""
+        import torch
+
+        if "m3d_prefix" not in prepared.reuse:
+            with torch.inference_mode():
+                embeds = self.model.get_model().embed_tokens(prefix_ids)
+                features = self.model.encode_images(self._images([prepared])).to(embeds.dtype)
+                embeds = torch.cat([embeds[:, :1], features, embeds[:, 1 + features.shape[1]:]], dim=1)
+            prepared.reuse["m3d_prefix"] = (embeds, prefix_cache(self.model, embeds))
+        return prepared.reuse["m3d_prefix"]
+
+    def _run_reused(self, prepared: Prepared, texts: Sequence[str]) -> list[str]:
+        """Questions of equal length on one input, continued from the input's cached image prefix (module
+        docstring): only the question tokens and the answer are computed."""
+        import torch
+
+        ids = self.tokenizer(list(texts), return_tensors="pt")["input_ids"].to(self.torch_device)
+        n = 1 + self.image_tokens
+        prefix, cache = self._image_prefix(prepared, ids[:1, :n])
+        with torch.inference_mode():
+            rest = self.model.get_model().embed_tokens(ids[:, n:])
+        return self._decode(generate_after_prefix(self.model, prefix, cache, rest, **self.generate_kwargs()))
 
     def _run_padded(self, prepared: Sequence[Prepared], texts: Sequence[str]) -> list[str]:
         """Left-padded batch: image features written over positions 1..256 after each row's padding (as M3D's

@@ -42,6 +42,12 @@ then ``lang_model.generate(inputs_embeds=...)``; the adapter makes the same two 
 config names ``eos_token_id`` 1, so its own ``generate`` runs on to 200 tokens (``stop_at_eos=false``
 restores that). ``batching``: ``exact`` (default; equal-length prompts, no padding) or ``padded`` (left).
 
+Encode once, ask many (option ``reuse``, default on, with ``exact`` batching): the image comes first
+(BOS, ``<image>``, 32 image tokens, ``</image>``), so the perceiver's output and the LLaMA's key/value
+cache of those 35 positions are computed once per (volume, control) input and every question continues
+from a copy; the question's own tokens are embedded by the same rows of the embedding table RadFM's
+one-hot product selects. Answers equal recomputing (tested in float32); ``reuse=false`` recomputes.
+
 ``text_only``: RadFM's own no-image input: no image tokens in the text and an all-zero ``vision_x`` of
 depth 4 (its ``stack_images([])``), which no token reads.
 
@@ -61,9 +67,9 @@ from typing import Any, Iterator, Sequence
 from volprobe.errors import VolprobeError, WeightsMissingError
 from volprobe.items import Item
 from volprobe.probes.models.base import Generation, Prepared, default_prompt, register_model
-from volprobe.probes.models.preprocessing import RADFM_PRESET
-from volprobe.probes.models.vlm_common import (VLMAdapter, choice, no_image_input, positive_int, run_groups,
-                                               tensor_hash, threedrad_prompt)
+from volprobe.probes.models.preprocessing import RADFM_PRESET, parse_flag
+from volprobe.probes.models.vlm_common import (VLMAdapter, choice, generate_after_prefix, no_image_input,
+                                               positive_int, prefix_cache, run_groups, tensor_hash, threedrad_prompt)
 from volprobe.probes.models.weights import find_snapshot, hub_cache_dirs, resolve_weights
 
 MODEL_MODULE = "Model.RadFM.multimodality_model"
@@ -183,9 +189,10 @@ class RadFMAdapter(VLMAdapter):
     def __init__(self, path: str | None = None, device: str = "cpu", dtype: str = "auto", *,
                  max_new_tokens: int | str = 200, image_size: int | str | None = None, batching: str = "exact",
                  prompt_style: str = "3drad", stop_at_eos: Any = True, window: Any = None, quantize: Any = None,
-                 crop: Any = None, resample: Any = None, slice_order: Any = None):
+                 crop: Any = None, resample: Any = None, slice_order: Any = None, reuse: Any = True):
         super().__init__(path=path, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
         self.batching = choice(batching, "batching", ("exact", "padded"))
+        self.reuse = parse_flag(reuse, "reuse")
         self.prompt_style = choice(prompt_style, "prompt_style", tuple(PROMPT_STYLES))
         self.stop_at_eos = str(stop_at_eos).strip().lower() in ("1", "true", "yes", "on")
         size = None if image_size is None else (positive_int(image_size, "image_size"),) * 2
@@ -197,7 +204,8 @@ class RadFMAdapter(VLMAdapter):
 
     @property
     def generation_settings(self) -> dict[str, Any]:
-        return {**super().generation_settings, "batching": self.batching, "image_size": self.image_size,
+        return {**super().generation_settings, "batching": self.batching, "reuse_image_prefix": self.reuse,
+                "image_size": self.image_size,
                 "prompt_style": self.prompt_style, "stop": "</s> (id 2)" if self.stop_at_eos else "none (RadFM's)",
                 "authors_decoding": self.authors_decoding, "tokenizer": "sentencepiece, slow LlamaTokenizer rules",
                 "checkpoint_keys_dropped": self.dropped_keys, "preprocessing": self.preset.record()}
@@ -254,10 +262,38 @@ class RadFMAdapter(VLMAdapter):
         self._require_loaded()
         texts = [self.input_text(p, it) for p, it in batch]
         lengths = [len(self.tokenizer.encode(t)) if self.batching == "exact" else 0 for t in texts]
-        keys = [(p.no_image, None if p.no_image else tuple(p.data.shape), n) for (p, _), n in zip(batch, lengths)]
-        outputs = run_groups(len(batch), keys,
-                             lambda idx: self._run([batch[i][0] for i in idx], [texts[i] for i in idx]))
-        return [Generation(text=t) for t in outputs]
+        reuse = self.reuse and self.batching == "exact"
+        keys = [(p.no_image, None if p.no_image else tuple(p.data.shape), n, id(p) if reuse and not p.no_image else 0)
+                for (p, _), n in zip(batch, lengths)]
+
+        def run(idx: list[int]) -> list[str]:
+            prepared, group = [batch[i][0] for i in idx], [texts[i] for i in idx]
+            if reuse and not prepared[0].no_image:
+                return self._run_reused(prepared[0], group)
+            return self._run(prepared, group)
+
+        return [Generation(text=t) for t in run_groups(len(batch), keys, run)]
+
+    def _run_reused(self, prepared: Prepared, texts: Sequence[str]) -> list[str]:
+        """Equal-length questions on one input, continued from the input's cached image prefix (module docstring)."""
+        import torch
+
+        ids = self.tokenizer(list(texts), return_tensors="pt", padding=False)["input_ids"].to(self.torch_device)
+        n = 2 + IMAGE_TOKENS + 1  # BOS, <image>, the image tokens, </image>
+        layer = self.model.embedding_layer
+        if "radfm_prefix" not in prepared.reuse:
+            with torch.inference_mode():
+                layer.flag = "Text"
+                prefix, _ = layer(ids[:1, :n], self.vision_x([prepared]))
+            prepared.reuse["radfm_prefix"] = (prefix, prefix_cache(self.model.lang_model, prefix))
+        prefix, cache = prepared.reuse["radfm_prefix"]
+        rest_ids = ids[:, n:]
+        if rest_ids.numel() and int(rest_ids.max()) >= layer.weight.shape[0]:  # an image token in the question
+            return self._run([prepared] * len(texts), texts)
+        with torch.inference_mode():
+            rest = layer.weight[rest_ids].to(prefix.dtype)
+        out = generate_after_prefix(self.model.lang_model, prefix, cache, rest, **self.generate_kwargs())
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def _run(self, prepared: Sequence[Prepared], texts: Sequence[str]) -> list[str]:
         import torch

@@ -6,6 +6,9 @@ No torch import at module level.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 from typing import Any, Callable, Hashable, Sequence
 
 from volprobe.errors import InvalidValueError, VolprobeError
@@ -214,3 +217,55 @@ def threedrad_prompt(item) -> str:
 def m3d_bench_prompt(item) -> str:
     """M3D-Bench's closed-question format (``question Choices: A. x B. y``), used by Med3DVLM's VQA evaluation."""
     return f"{item.question} {choices_line(item.options)}" if item.is_closed else item.question
+
+
+# -- encode once, ask many -------------------------------------------------------------------------
+
+def prefix_cache(language_model, prefix_embeds):
+    """The key/value cache of a prompt prefix (``1 x n x hidden`` embeddings) in ``language_model``."""
+    import torch
+
+    with torch.inference_mode():
+        return language_model(inputs_embeds=prefix_embeds, use_cache=True).past_key_values
+
+
+@contextlib.contextmanager
+def cached_generation():
+    """Inference mode, without transformers 5's notices that ``past_key_values`` will be renamed ``cache`` in 6.0
+    (the supported range, below 6, takes ``past_key_values``)."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def generate_after_prefix(language_model, prefix_embeds, cache, rest_embeds, **generate_kwargs):
+    """Greedy continuation of B prompts that share a prefix: ``prefix_embeds`` (1 x n x hidden) whose cache
+    is ``cache`` (:func:`prefix_cache`; copied, never changed), then each prompt's own ``rest_embeds``
+    (B x m x hidden, equal lengths). Only the m question positions and the answer are computed; the result
+    holds the new tokens only (as ``generate`` from embeddings does)."""
+    import torch
+    from transformers import GenerationMixin
+
+    n = rest_embeds.shape[0]
+    embeds = torch.cat([prefix_embeds.expand(n, -1, -1), rest_embeds], dim=1)
+    with cached_generation():
+        return GenerationMixin.generate(language_model, inputs_embeds=embeds, past_key_values=copied_cache(cache, n),
+                                        **generate_kwargs)
+
+
+def copied_cache(cache, rows: int):
+    """A deep copy of a key/value cache (the original stays the prefix's), repeated for ``rows`` prompts."""
+    import copy
+
+    past = copy.deepcopy(cache)
+    if rows > 1:
+        past.batch_repeat_interleave(rows)
+    return past
