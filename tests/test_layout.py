@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "volprobe"
 
 #: Layer of each top-level part (a module may import its own layer and any lower one); ``stats`` reads
 #: records and may import only the shared contracts.
-CONTRACTS = {"__init__", "errors", "seeding", "jsonio", "manifest", "registry", "items", "records"}
+CONTRACTS = {"__init__", "errors", "seeding", "jsonio", "manifest", "registry", "items", "records", "scoring_rules"}
 LAYERS = {"contracts": 0, "segmentation": 1, "controls": 2, "probes": 3, "stats": 3, "demo": 4, "cli": 5}
 
 

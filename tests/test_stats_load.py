@@ -143,14 +143,14 @@ def _mismatched_run(tmp_path):
 def test_item_set_mismatch_between_controls_is_an_error_naming_it(tmp_path):
     panel = _mismatched_run(tmp_path)
     with pytest.raises(FormatError) as err:
-        analyse(panel, ReportSettings(n_boot=50))
+        analyse(panel, ReportSettings())
     text = str(err.value)
     assert "model m: text_only and full were run on different item sets" in text
     assert "2 item(s) of full are missing under text_only (e.g. q4, q5)" in text and "--intersect" in text
 
 
 def test_intersect_compares_shared_items_and_counts_exclusions(tmp_path):
-    a = analyse(_mismatched_run(tmp_path), ReportSettings(n_boot=50, intersect=True))
+    a = analyse(_mismatched_run(tmp_path), ReportSettings(intersect=True))
     rows = a.paired[a.paired["grouping"] == "all"].set_index("control")
     assert rows.loc["text_only", "n"] == 4 and rows.loc["text_only", "n_not_in_control"] == 2
     assert rows.loc["mirror_lr", "n"] == 3 and rows.loc["mirror_lr", "n_not_in_control"] == 3
@@ -162,7 +162,7 @@ def test_model_errors_are_excluded_and_counted(tmp_path):
     records.append(rec("q4", control="text_only", correct=False, error="CUDA out of memory", parsed=None))
     panel = build_panel(read_runs([write(tmp_path / "records.jsonl", records)]))
     assert list(panel.errors["error"]) == ["CUDA out of memory"]
-    a = analyse(panel, ReportSettings(n_boot=50))
+    a = analyse(panel, ReportSettings())
     acc = a.accuracy[a.accuracy["grouping"] == "all"].set_index("control")
     assert acc.loc["text_only", "n"] == 4 and acc.loc["text_only", "n_error"] == 1
     paired = a.paired.iloc[0]

@@ -1,7 +1,8 @@
 """Reading run records (``RUN_DIR/records*.jsonl``) into one table for the statistics.
 
 Fast path: Apache Arrow's multi-threaded JSON reader with an explicit schema of the fields the
-statistics use (prompts and raw outputs are skipped, not materialised). It checks the types of
+statistics use (raw outputs and other fields are skipped, not materialised; prompts are read, to find
+questions asked on several volumes). It checks the types of
 those fields, the required fields and the format version on every record, and the full
 :class:`RunRecord` contract (no unknown fields) on the first record of each file; fields unknown to
 the contract further down a file are not read and not reported. Whenever a check fails, the file
@@ -31,7 +32,7 @@ from volprobe.jsonio import parse_json_object
 
 #: The record fields the statistics read (see RunRecord); everything else is skipped.
 STRING_FIELDS = ("item_id", "model", "control", "gold", "case", "patient", "task", "subtask", "category",
-                 "answer_type", "parsed", "gold_original", "error")
+                 "answer_type", "parsed", "gold_original", "error", "prompt")
 BOOL_FIELDS = ("correct", "unparseable", "refused", "prior_fixed")
 #: What each control states about itself (``RunRecord.control_facts``), read as ``fact:<name>`` columns.
 FACT_FIELDS = (("reference", pa.bool_()), ("removes_image", pa.bool_()), ("needs_volume", pa.bool_()),
