@@ -85,7 +85,7 @@ def main() -> None:
     print(f"records: {len(report.records.frame):,} ({size / 1e6:,.0f} MB in {sum(len(r.files) for r in report.records.runs)}"
           f" files); items {len(a.panel.items):,}; models {len(a.panel.models)}; controls {len(a.panel.controls)}; "
           f"groups {len(a.groups.labels)}; primary tests {a.family_size:,} (cluster-robust), secondary "
-          f"{a.secondary_family_size:,} (McNemar)")
+          f"{a.secondary_family_size:,} (McNemar, Cochran)")
     for stage, seconds in report.timings.items():
         print(f"  {stage:<26s} {seconds:6.2f} s")
     verdict = "within" if total <= TARGET_S else "OVER"

@@ -28,9 +28,9 @@ from volprobe.stats.bootstrap import bootstrap_ratio
 from volprobe.stats.clustered import MIN_CLUSTERS
 from volprobe.stats.paired import mcnemar_pvalues
 from volprobe.stats.sensitivity import answer_sensitivity
-from volprobe.stats.simulation import (cluster_rejections, coverage, drop_pairs, mc_bound, mcnemar_rejections,
-                                       null_pairs, one_sample_baseline_rejections, skewed_null_pairs,
-                                       verdict_claims)
+from volprobe.stats.simulation import (baseline_null_pairs, cluster_rejections, coverage, drop_pairs, mc_bound,
+                                       mcnemar_rejections, null_pairs, one_sample_baseline_rejections,
+                                       skewed_null_pairs, verdict_claims)
 
 NULL_DESIGNS = [(10, 40), (20, 20), (60, 5), (8, 50), (15, 10)]
 COVERAGE_CLUSTERS = [5, 8, 10, 15, 30, 60]
@@ -68,18 +68,20 @@ def nulls(replicates: int, n_boot: int, seed: int) -> None:
             for start, b in _blocks(replicates):
                 rng = np.random.default_rng([seed, k, m, start, len(kind)])
                 data = skewed_null_pairs(rng, b, k, m) if kind == "skewed" else null_pairs(rng, b, k, m, sizes=kind)
+                baseline = baseline_null_pairs(rng, b, k, m)
                 rates += [cluster_rejections(data).sum(), cluster_rejections(data, alternative="greater").sum(),
-                          verdict_claims(data).sum(), cluster_rejections(data, alternative="greater").sum(),
+                          verdict_claims(data).sum(), cluster_rejections(baseline, alternative="greater").sum(),
                           mcnemar_rejections(data).sum(), _old_verdict_claims(data, n_boot, seed + start).sum(),
-                          one_sample_baseline_rejections(data).sum()]
+                          one_sample_baseline_rejections(baseline).sum()]
             rates /= replicates
             print(f"{f'{k} x {m} ({kind})':<22}" + "".join(f"{100 * r:>{w}.1f}" for r, w in
                                                                zip(rates, (11, 11, 9, 10, 9, 10, 10))))
     print("cluster 2s/1s: cluster-robust paired test, two-sided / one-sided; verdict: the report's rule claims "
-          "an effect either way; baseline: model vs blind baseline, one-sided (the same test, x = baseline); "
+          "an effect either way; baseline: model vs blind baseline, one-sided (baseline design: the model is "
+          "20 points better or worse than the baseline per patient, equal on average); "
           "McNemar: exact, items as independent; old rule: McNemar + percentile cluster bootstrap; old base: "
-          "one-sample binomial against the baseline's accuracy. Skewed: 20% of patients lose 40 points, the "
-          "others gain 10 (mean 0, not symmetric).")
+          "one-sample binomial against the baseline's observed accuracy (baseline design). Skewed: 20% of "
+          "patients lose 40 points, the others gain 10 (mean 0, not symmetric).")
 
 
 def coverages(replicates: int, n_boot: int, seed: int) -> None:

@@ -32,7 +32,7 @@ def row(change, lo, hi, p_adj, significant, n=500, mde=0.04, mcnemar_significant
      "no evidence of volume use (n = 1,304; minimum detectable drop 4.1 points)"),
     (row(0.0, 0.0, 0.0, 1.0, False, n=4, mde=np.nan), "no evidence of volume use", "not reachable with these items"),
     (row(-0.4, np.nan, np.nan, 1.0, False, mde=np.nan, exact=True, clusters=6, mcnemar_significant=True),
-     "inconclusive", "(no CI: 6 clusters are too few) without it; exact McNemar"),
+     "inconclusive", "(no CI: only 6 clusters) without it; exact McNemar"),
     (row(-0.1, np.nan, np.nan, 1.0, False, mde=np.nan, exact=True, clusters=6), "no evidence of volume use",
      "minimum detectable drop not reachable with 6 clusters"),
     (None, "not assessed", "no control without the image paired with full"),

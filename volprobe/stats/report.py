@@ -173,8 +173,8 @@ DEFINITIONS = f"""\
 - **Change** = accuracy under the control − under the reference, in points; its CI is the t interval
   with the same standard error and degrees of freedom, so a two-sided test and the CI agree. Simulations
   (type-I error and coverage under clustered nulls, tests/test_stats_simulation.py and
-  benchmarks/stats_simulation.py) hold 5% and 95% from 8 to 60 clusters when patient effects are
-  roughly normal on the logit scale; an effect confined to one or two patients defeats any method with
+  benchmarks/stats_simulation.py) hold 5% and 95% from 8 to 60 clusters when patient effects vary
+  smoothly from patient to patient; an effect confined to one or two patients defeats any method with
   few clusters.
 - **McNemar** (secondary): exact binomial test on the discordant items (lost = right only with the
   reference, gained = right only with the control), items as independent; adjusted in a family of its

@@ -25,9 +25,10 @@ p = (1 + #{permuted ≥ observed}) / (1 + n_perm).
 
 **Interval**: the weighted mean over the compared texts, each text one cluster, with the interval of
 :func:`~volprobe.stats.clustered.cluster_paired` (CR2 variance, Bell–McCaffrey t), given from
-:data:`~volprobe.stats.clustered.MIN_CLUSTERS` compared texts on. In simulations it covers 93–95% of the
-time for models that follow the gold, but only 90–93% under the null when a blind model's answers are
-random exactly where the golds vary; the permutation test, not the interval, decides.
+:data:`~volprobe.stats.clustered.MIN_CLUSTERS` compared texts on. In simulations
+(``benchmarks/stats_simulation.py``) it covers 93–94% of the time for a model that follows the gold, but
+only 90% with 15 compared texts (94% with 50) under the null when a blind model's answers are random
+exactly where the golds vary; the permutation test, not the interval, decides.
 
 **Limits** (stated in the report): only questions asked on several volumes count, a subset of the items
 chosen by the benchmark's templates, not at random; it detects insensitivity to the volume, not

@@ -13,6 +13,9 @@ Designs (logit scale; u_k: patient level, e_ik: item difficulty shared by both c
   every patient has its own effect of the control, of mean zero, and the two conditions are exchangeable
   within a patient — the null of "the control changes nothing on average". Also the null of a model
   and a blind baseline that are equally good.
+- :func:`baseline_null_pairs`: a blind baseline (x) whose P(right) is the item's difficulty q_ik ~ U(0.25, 0.75)
+  alone, and a model (y) that is right with q_ik ± 0.2, the sign drawn per patient: as good as the baseline
+  on average, its answers correlated within a patient.
 - :func:`skewed_null_pairs`: a mean-zero null that is *not* symmetric: a share of patients loses a lot,
   the rest gains a little (a stress case; no method holds its level there with few patients).
 - :func:`drop_pairs`: a real drop with an exact truth: P(right with the volume) = p_k ~ Beta(a, b); without
@@ -78,6 +81,16 @@ def null_pairs(rng, replicates: int, clusters: int, items: int, base: float = 1.
     x = rng.random(shape) < _expit(base + u + e - v / 2)
     y = rng.random(shape) < _expit(base + u + e + v / 2)
     return PairedData(x=x, y=y, mask=mask, truth=0.0)
+
+
+def baseline_null_pairs(rng, replicates: int, clusters: int, items: int, shift: float = 0.2) -> PairedData:
+    """A model no better than a blind baseline on average (module docstring); x: baseline, y: model."""
+    shape = (replicates, clusters, items)
+    q = rng.uniform(0.25, 0.75, shape)
+    sign = np.where(rng.random((replicates, clusters, 1)) < 0.5, -1.0, 1.0)
+    x = rng.random(shape) < q
+    y = rng.random(shape) < q + shift * sign
+    return PairedData(x=x, y=y, mask=np.ones(shape, dtype=bool), truth=0.0)
 
 
 def skewed_null_pairs(rng, replicates: int, clusters: int, items: int, base: float = 0.6, share: float = 0.2,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from volprobe.stats.analysis import Analysis
-from volprobe.stats.clustered import MIN_CLUSTERS
+from volprobe.stats.clustered import MIN_CLUSTERS, clusters_text
 from volprobe.stats.multiple import correction_label
 from volprobe.stats.result import format_p
 
@@ -54,7 +54,7 @@ def _groups(t: pd.DataFrame) -> list[str]:
 def change_cell(x, lo, hi, exact, n_clusters) -> str:
     """A change with its interval, or why it has none (too few clusters)."""
     if _num(x) and bool(exact):
-        return f"{signed(x)} (no CI: {int(n_clusters)} clusters)"
+        return f"{signed(x)} (no CI: {clusters_text(n_clusters)})"
     return f"{signed(x)} {interval(lo, hi)}".rstrip()
 
 
@@ -62,7 +62,7 @@ def test_cell(exact, df, n_clusters) -> str:
     """The test that decided a row: ``t, 11.0 df`` or ``sign-flip, 6 clusters``."""
     if not _num(df) and not bool(exact):
         return "–"
-    return f"sign-flip, {int(n_clusters)} clusters" if bool(exact) else f"t, {df:.1f} df"
+    return f"sign-flip, {clusters_text(n_clusters)}" if bool(exact) else f"t, {df:.1f} df"
 
 
 def _changes(t: pd.DataFrame, prefix: str = "", value: str = "change") -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from volprobe.stats.analysis import Analysis
-from volprobe.stats.clustered import describe_test
+from volprobe.stats.clustered import clusters_text, describe_test
 from volprobe.stats.multiple import correction_label
 from volprobe.stats.result import format_p
 from volprobe.stats.tables import pct, signed
@@ -61,7 +61,7 @@ def _p(p: float) -> str:
 def _ci(row, prefix: str = "") -> str:
     """The interval of a comparison, or why there is none."""
     if getattr(row, f"{prefix}exact"):
-        return f"(no CI: {int(getattr(row, f'{prefix}n_clusters'))} clusters are too few)"
+        return f"(no CI: only {clusters_text(getattr(row, f'{prefix}n_clusters'))})"
     return f"[{_pts(getattr(row, f'{prefix}ci_low'))}, {_pts(getattr(row, f'{prefix}ci_high'))}]"
 
 
@@ -97,7 +97,7 @@ def _main(row, corr: str, reference: str, paired: bool = True) -> tuple[str, str
         return verdict, (f"inconclusive: {change}; exact McNemar {_p(row.p_mcnemar_adj)} treats the questions on one "
                          f"patient as independent, the {test} does not")
     if row.exact and np.isnan(row.mde):
-        mde = f"not reachable with {int(row.n_clusters)} clusters"
+        mde = f"not reachable with {clusters_text(row.n_clusters)}"
     else:
         mde = "not reachable with these items" if np.isnan(row.mde) else f"{_pts(row.mde, False)} points"
     return verdict, f"no evidence of volume use (n = {row.n:,}; minimum detectable drop {mde})"
