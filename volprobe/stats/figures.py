@@ -21,7 +21,7 @@ from volprobe.stats.analysis import Analysis
 from volprobe.stats.tables import group_label
 
 PNG_DPI = 100
-COLUMNS = 4
+COLUMNS = 5  # panels per row: the two pools of all items and three groups fit in one
 
 
 def _figure(n_panels: int, panel_w: float, panel_h: float, left: float, bottom: float, top: float = 0.55):

@@ -193,10 +193,8 @@ def sensitivity_table(panel: Panel, models: list[str], s: ReportSettings, notes:
     for model in models:
         m = panel.models.index(model)
         valid = panel.valid(m, r) & (panel.gold[m, r] >= 0)
-        prompt = panel.prompt[m, r]
-        text = np.full(prompt.size, -1, dtype=np.int64)
-        has = prompt >= 0
-        text[has] = _factorize([" ".join(p.lower().split()) for p in np.asarray(panel.prompts)[prompt[has]]])
+        prompt = panel.prompts(m, r)
+        text = _factorize([" ".join(p.lower().split()) if isinstance(p, str) and p.strip() else None for p in prompt])
         answer = panel.answer[m, r]
         for kind in KINDS:
             use = valid & (is_open if kind == "spatial terms" else ~is_open)
