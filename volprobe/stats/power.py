@@ -174,12 +174,6 @@ def mde_binomial(n: int, p0: float, alpha: float = 0.05, power: float = 0.8, alt
     return float(optimize.brentq(g, 1e-9, room, xtol=1e-5)) if g(1e-9) < 0 else 0.0
 
 
-def mde_from_se(se, alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided"):
-    """Normal-approximation minimum detectable difference (z_{1-α/2} + z_power) · SE."""
-    z_a = stats.norm.isf(alpha / 2 if alternative == "two-sided" else alpha)
-    return (z_a + stats.norm.ppf(power)) * np.asarray(se, dtype=float)
-
-
 @dataclass
 class PowerResult:
     """Minimum detectable drop of a planned paired comparison (see :func:`minimum_detectable_drop`)."""
