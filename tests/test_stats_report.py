@@ -117,6 +117,9 @@ def test_accuracy_and_paired_tables_match_a_hand_count(report, runs):
     assert row.tracking_gain == pytest.approx(tracking.estimate, rel=1e-12)
     open_rows = pd.read_csv(report.out / "tables" / "paired.csv").query("grouping == 'all' and group == 'open'")
     assert row.n_not_in_control == 0 and len(open_rows.query("control == 'mirror_lr'")) == 0  # open: not transformable
+    n_open = (df.query("model == 'reader' and control == 'full'").answer_type == "open").sum()
+    assert f"reader · mirror_lr: {n_open:,} full items are not in this control (items whose answer cannot be " \
+           "transformed)" in (report.out / "report.md").read_text()
 
 
 def test_the_blind_baseline_is_compared_paired(report, runs):

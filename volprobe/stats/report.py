@@ -120,13 +120,17 @@ def _add_notes(a: Analysis, records: RecordTable) -> None:
     for run in records.runs:
         if run.manifest is None and Path(run.path).is_dir():
             a.notes.append(f"{run.path} has no manifest.json")
-    if not a.paired.empty and "n_not_in_control" in a.paired:
-        excl = a.paired[(a.paired["grouping"] == "all") & (a.paired["n_not_in_control"] > 0)]
-        for r in excl.itertuples():
-            why = ("items whose answer cannot be transformed" if r.kind == "counterfactual"
-                   else "missing items (--intersect)")
-            a.notes.append(f"{r.model} · {r.control}: {r.n_not_in_control:,} {a.settings.reference} items are not in "
-                           f"this control ({why}); its paired tests use the {r.n:,} shared items")
+    if not a.paired.empty:  # over all items: a pool whose items are all left out has no row of its own
+        r = p.controls.index(a.settings.reference)
+        for model, control in dict.fromkeys(zip(a.paired["model"], a.paired["control"])):
+            m, c = p.models.index(model), p.controls.index(control)
+            missing = int((p.present[m, r] & ~p.present[m, c]).sum())
+            if missing:
+                why = ("items whose answer cannot be transformed" if control in p.counterfactual
+                       else "missing items (--intersect)")
+                shared = int((p.valid(m, r) & p.valid(m, c)).sum())
+                a.notes.append(f"{model} · {control}: {missing:,} {a.settings.reference} items are not in this control "
+                               f"({why}); its paired tests use the {shared:,} shared items")
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
