@@ -81,7 +81,7 @@ def make_report(runs: Sequence[str | Path], out: str | Path, settings: ReportSet
         timer.lap("check and arrange")
         analysis = analyse(panel, settings)
         _add_notes(analysis, records)
-        timer.lap("tests, bootstrap, power")
+        timer.lap("tests, power")
         verdicts = make_verdicts(analysis)
         timer.lap("verdicts")
         errors = panel.errors if panel.errors is not None else pd.DataFrame()
