@@ -158,7 +158,7 @@ def _write_json(path: Path, a: Analysis, verdicts, errors, records: RecordTable)
         "errors": _records(errors) if errors is not None else [],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
     return path
 
 
@@ -273,5 +273,5 @@ def _write_markdown(path: Path, a: Analysis, verdicts: pd.DataFrame, errors, rec
         lines += ["", "## Model errors", "", f"{len(errors):,} records (all in tables/errors.csv):", "",
                   to_markdown(error_summary(errors)), "", "First ones:", "", to_markdown(errors.head(20))]
     lines += ["", "## How to read this report", "", DEFINITIONS]
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

@@ -290,7 +290,7 @@ def write_tables(a: Analysis, verdicts: pd.DataFrame, errors: pd.DataFrame, fold
         written.setdefault(name, []).append(path)
     for name, (caption, table) in display_tables(a, verdicts).items():
         path = folder / f"{name}.tex"
-        path.write_text(to_latex(caption, table, name))
+        path.write_text(to_latex(caption, table, name), encoding="utf-8")
         written.setdefault(name, []).append(path)
     return written
 
