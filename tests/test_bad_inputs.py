@@ -109,7 +109,7 @@ CASES = [
     ("report", "{records} --out {run}", 2, "run folder"),
     ("report", "{run} --out {out} --alpha 2", 2, "--alpha"),
     ("report", "{run} --out {out} --alpha 0", 2, "--alpha"),
-    ("report", "{run} --out {out} --n-boot -5", 2, "--n-boot"),
+    ("report", "{run} --out {out} --n-perm -5", 2, "--n-perm"),
     ("report", "{run} --out {out} --n-perm 0", 2, "--n-perm"),
     ("report", "{empty} --out {out}", 2, "no records"),
     ("report", "{run} {run} --out {out}", 2, "twice"),

@@ -62,7 +62,7 @@ def test_outputs_never_overwrite_inputs_and_a_refused_report_leaves_the_run_merg
                     "text_only", "--out", fresh["run"], "--no-progress"))  # and it still resumes
     # a report into a subfolder of the run is the report's own; rerunning it is fine
     for _ in range(2):
-        check_ok(invoke("report", fresh["run"], "--out", fresh["run"] / "report", "--no-figures", "--n-boot", 50,
+        check_ok(invoke("report", fresh["run"], "--out", fresh["run"] / "report", "--no-figures",
                         "--n-perm", 50))
     check_ok(invoke("score", fresh["records"], "--out", fresh["run"] / "score" / "summary.json"))
 
@@ -231,7 +231,7 @@ def test_compressed_json_lines_are_read_transparently(ws, tmp_path):
     plain, packed = invoke("score", ws["records"]), invoke("score", records_gz)
     check_ok(packed)
     assert packed.stdout == plain.stdout
-    check_ok(invoke("report", records_gz, "--out", tmp_path / "rep", "--no-figures", "--n-boot", 50, "--n-perm", 50))
+    check_ok(invoke("report", records_gz, "--out", tmp_path / "rep", "--no-figures", "--n-perm", 50))
     check_ok(invoke("baseline", "fit", "--items", items_gz, "--kind", "majority", "--out", tmp_path / "b.json"))
     check_ok(invoke("import", "ctspatialvqa", _gz(ws["qa"], tmp_path / "qa.jsonl.gz"), "--out", tmp_path / "q.jsonl"))
 
@@ -357,13 +357,13 @@ def test_run_rejects_what_report_would_reject(ws, tmp_path, name, phrase):
 def test_records_a_run_writes_pass_every_later_command(ws, tmp_path):
     check_ok(invoke("score", ws["records"]))
     check_ok(invoke("merge", ws["run"], "--out", tmp_path / "m"))
-    check_ok(invoke("report", tmp_path / "m", "--out", tmp_path / "rep", "--no-figures", "--n-boot", 50,
+    check_ok(invoke("report", tmp_path / "m", "--out", tmp_path / "rep", "--no-figures",
                     "--n-perm", 50))
     imported = tmp_path / "imported" / "records.jsonl"  # and so do the records an import writes
     check_ok(invoke("import", "predictions", ws["preds"], "--items", ws["cts_items"], "--model", "m", "--out",
                     imported))
     check_ok(invoke("score", imported))
-    check_ok(invoke("report", imported, "--out", tmp_path / "rep2", "--no-figures", "--n-boot", 50,
+    check_ok(invoke("report", imported, "--out", tmp_path / "rep2", "--no-figures",
                     "--n-perm", 50))
 
 
@@ -375,7 +375,7 @@ def test_empty_inputs_and_missing_masks_are_errors(ws, tmp_path):
     line = assert_one_error_line(invoke("questions", ws["nomask"], "--masks-suffix", "_seg.nii.gz", "--out",
                                         tmp_path / "q.jsonl", "--no-progress"), 2, "b.nii.gz")
     assert "b_seg.nii.gz" in line
-    assert_one_error_line(invoke("report", ws["run"], "--out", tmp_path / "r", "--n-boot", -5), 2, "--n-boot")
+    assert_one_error_line(invoke("report", ws["run"], "--out", tmp_path / "r", "--n-perm", -5), 2, "--n-perm")
 
 
 # -- 9. masks on the same lattice in another axis order ------------------------------------------------

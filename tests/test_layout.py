@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "volprobe"
 #: Layer of each top-level part (a module may import its own layer and any lower one); ``stats`` reads
 #: records and may import only the shared contracts.
 CONTRACTS = {"__init__", "errors", "seeding", "fileio", "jsonio", "manifest", "outputs", "registry", "items",
-             "records"}
+             "records", "scoring_rules"}
 LAYERS = {"contracts": 0, "segmentation": 1, "controls": 2, "probes": 3, "stats": 3, "demo": 4, "cli": 5}
 
 
@@ -74,7 +74,8 @@ def test_every_import_points_down_the_layers():
 
 
 def test_contracts_import_only_each_other_in_one_direction():
-    order = ["errors", "seeding", "fileio", "jsonio", "registry", "manifest", "outputs", "items", "records"]
+    order = ["errors", "seeding", "fileio", "jsonio", "registry", "manifest", "outputs", "items", "records",
+             "scoring_rules"]
     modules = _modules()
     for i, name in enumerate(order):
         targets = {t.split(".")[-1] for t in _imports(modules[f"volprobe.{name}"], modules)} - {"volprobe"}

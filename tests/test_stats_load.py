@@ -143,14 +143,14 @@ def _mismatched_run(tmp_path):
 def test_item_set_mismatch_between_controls_is_an_error_naming_it(tmp_path):
     panel = _mismatched_run(tmp_path)
     with pytest.raises(FormatError) as err:
-        analyse(panel, ReportSettings(n_boot=50))
+        analyse(panel, ReportSettings())
     text = str(err.value)
     assert "model m: text_only and full were run on different item sets" in text
     assert "2 item(s) of full are missing under text_only (e.g. q4, q5)" in text and "--intersect" in text
 
 
 def test_intersect_compares_shared_items_and_counts_exclusions(tmp_path):
-    a = analyse(_mismatched_run(tmp_path), ReportSettings(n_boot=50, intersect=True))
+    a = analyse(_mismatched_run(tmp_path), ReportSettings(intersect=True))
     rows = a.paired[a.paired["grouping"] == "all"].set_index("control")
     assert rows.loc["text_only", "n"] == 4 and rows.loc["text_only", "n_not_in_control"] == 2
     assert rows.loc["mirror_lr", "n"] == 3 and rows.loc["mirror_lr", "n_not_in_control"] == 3
@@ -162,7 +162,7 @@ def test_model_errors_are_excluded_and_counted(tmp_path):
     records.append(rec("q4", control="text_only", correct=False, error="CUDA out of memory", parsed=None))
     panel = build_panel(read_runs([write(tmp_path / "records.jsonl", records)]))
     assert list(panel.errors["error"]) == ["CUDA out of memory"]
-    a = analyse(panel, ReportSettings(n_boot=50))
+    a = analyse(panel, ReportSettings())
     acc = a.accuracy[a.accuracy["grouping"] == "all"].set_index("control")
     assert acc.loc["text_only", "n"] == 4 and acc.loc["text_only", "n_error"] == 1
     paired = a.paired.iloc[0]
@@ -200,3 +200,21 @@ def test_blank_and_crlf_lines(tmp_path):
     bad.write_bytes(b"\n\n" + json.dumps(rec("q1")).encode() + b"\n  \n{oops\n")
     with pytest.raises(FormatError, match=r"bad.jsonl:5: not valid JSON"):
         read_runs([bad])
+
+
+def test_prompts_are_read_on_demand_for_the_right_records(tmp_path):
+    """The first read skips prompts; the panel reads them again, file by file, aligned with its records
+    (across shards and runs, past blank lines and a torn last line, and through the line-by-line reader)."""
+    a = [rec(f"q{i}", prompt=f"Question {i}?") for i in range(6)]
+    b = [rec(f"q{i}", model="n", prompt=f"Other {i}") for i in range(6)]
+    write(tmp_path / "a" / "records-000-of-002.jsonl", a[::2], tail='{"item_id": "q9", "mod')
+    write(tmp_path / "a" / "records-001-of-002.jsonl", a[1::2])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "records.jsonl").write_text("\n".join(json.dumps(r) for r in b[:3]) + "\n\n"
+                                                  + "\n".join(json.dumps({**r, "prompt": 7}) for r in b[3:]) + "\n")
+    panel = build_panel(read_runs([tmp_path / "a", tmp_path / "b"]))
+    ids = list(panel.items["item_id"])
+    got_a = panel.prompts(panel.models.index("m"), 0)
+    assert [got_a[ids.index(f"q{i}")] for i in range(6)] == [f"Question {i}?" for i in range(6)]
+    got_b = panel.prompts(panel.models.index("n"), 0)  # a prompt that is not text: read line by line
+    assert [got_b[ids.index(f"q{i}")] for i in range(6)] == ["Other 0", "Other 1", "Other 2", 7, 7, 7]

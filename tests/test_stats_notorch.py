@@ -20,7 +20,7 @@ def test_stats_library_and_report_path_do_not_import_torch(tmp_path):
         runs = write_synthetic_runs("runs", [SyntheticModel("reader"), SyntheticModel("prior", uses_volume=False)],
                                     synthetic_items(60, 10),
                                     [get_control(c) for c in ("full", "text_only", "mirror_lr")])
-        make_report(runs, "report", ReportSettings(by=("task",), n_boot=50, n_perm=100))
+        make_report(runs, "report", ReportSettings(by=("task",), n_perm=100))
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "monai", "totalsegmentator"))
         assert not heavy, heavy
         print("ok")
@@ -37,7 +37,7 @@ def test_probe_report_command_does_not_import_torch(tmp_path):
                                     [get_control(c) for c in ("full", "blank")])
         from volprobe.cli import main
         try:
-            main(["report", *map(str, runs), "--out", "report", "--n-boot", "50"], standalone_mode=False)
+            main(["report", *map(str, runs), "--out", "report", "--n-perm", "50"], standalone_mode=False)
         finally:
             assert "torch" not in sys.modules, "probe report imported torch"
         print("ok")

@@ -7,8 +7,7 @@ from scipy import stats
 
 from volprobe.cli import main
 from volprobe.stats.paired import mcnemar_pvalues
-from volprobe.stats.power import (binomial_power, mcnemar_power, mde_binomial, mde_from_se, mde_mcnemar,
-                                  minimum_detectable_drop)
+from volprobe.stats.power import binomial_power, mcnemar_power, mde_binomial, mde_mcnemar, minimum_detectable_drop
 
 
 def _simulated_mcnemar_power(n, discordance, drop, reps, rng):
@@ -65,8 +64,13 @@ def test_binomial_mde_and_power():
     assert np.mean(stats.binom.sf(k - 1, n, p0) <= 0.05) == pytest.approx(0.8, abs=0.015)
 
 
-def test_mde_from_se():
-    assert mde_from_se(0.01) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)
+def test_mde_at_least_a_floor_is_the_larger_of_the_two():
+    """The report's paired MDE: max(exact McNemar MDE, the cluster test's), without solving when the floor
+    already has the power."""
+    plain = mde_mcnemar(400, 0.2, 0.001)
+    assert mde_mcnemar(400, 0.2, 0.001, at_least=plain / 2) == pytest.approx(plain, abs=2e-5)
+    assert mde_mcnemar(400, 0.2, 0.001, at_least=1.5 * plain) == 1.5 * plain
+    assert np.isnan(mde_mcnemar(5, 0.2, 0.001, at_least=0.1))  # unreachable stays unreachable
 
 
 def test_power_result_and_cli():

@@ -749,7 +749,8 @@ def doctor_cmd(model_spec, model_options) -> None:
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Significance level, in (0, 1); CIs are 1-alpha.")
 @click.option("--correction", type=click.Choice(["holm", "fdr_bh"]), default="holm", show_default=True,
-              help="Multiple-comparison adjustment over every test in the report (fdr_bh: Benjamini-Hochberg).")
+              help="Multiple-comparison adjustment over the report's primary tests (fdr_bh: Benjamini-Hochberg); "
+                   "the secondary item-level tests (McNemar, Cochran's Q) are adjusted apart.")
 @click.option("--reference", default=None,
               help="Control every other control is compared with. [default: the control the records state is "
                    "the reference, full]")
@@ -759,10 +760,8 @@ def doctor_cmd(model_spec, model_options) -> None:
               help="Compare models with each other under CONTROL (repeatable; default: the reference).")
 @click.option("--chance-test", type=click.Choice(["two-sided", "greater", "less"]), default="two-sided",
               show_default=True, help="Sidedness of the test against chance (two-sided supports 'below chance').")
-@click.option("--n-boot", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Cluster-bootstrap resamples.")
 @click.option("--n-perm", type=click.IntRange(min=1), default=10000, show_default=True,
-              help="Permutations for continuous scores.")
+              help="Permutations of the answer-sensitivity test (runs without controls).")
 @click.option("--intersect", is_flag=True,
               help="When a control lacks items of the reference, compare the shared items instead of failing.")
 @click.option("--assess-references", is_flag=True,
@@ -770,13 +769,20 @@ def doctor_cmd(model_spec, model_options) -> None:
                    "pipeline: they cannot use the volume).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG/PDF figures.")
 @seed_option()
-def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_controls, chance_test, n_boot,
+def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_controls, chance_test,
                n_perm, intersect, assess_references, no_figures, seed) -> None:
     """Statistics and paper-ready tables from run records: does each model use the volume?
 
     RUNS are run directories (RUN_DIR/records*.jsonl, e.g. one per model) or records files;
     they are combined. Writes OUT/report.md, report.json, tables/*.csv|tex, figures/*.png|pdf and
     manifest.json. Records with a model error are excluded from accuracy and paired tests and listed.
+
+    Verdicts come from cluster-robust paired tests (questions on one patient are correlated): the
+    accuracy change with a t interval (CR2 standard error, Bell-McCaffrey degrees of freedom), or the
+    exact sign-flip test with no interval below 8 patients; exact McNemar is shown as a secondary,
+    item-level test. Every verdict names the test that decided it; report.md ends with how to read it.
+    Runs without controls (e.g. imported predictions) get one "not assessed" line and an
+    answer-sensitivity table: do answers change between volumes asked the same question?
 
     \b
     Example:
@@ -789,8 +795,8 @@ def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_
            folder=out)
     _distinct_inputs(runs, "run")
     settings = ReportSettings(alpha=alpha, correction=correction, reference=reference, by=by, baselines=baselines,
-                              pairwise_controls=pairwise_controls, chance_alternative=chance_test, n_boot=n_boot,
-                              n_perm=n_perm, seed=seed, intersect=intersect, assess_references=assess_references)
+                              pairwise_controls=pairwise_controls, chance_alternative=chance_test, n_perm=n_perm,
+                              seed=seed, intersect=intersect, assess_references=assess_references)
     report = make_report(runs, out, settings, figures=not no_figures,
                          command="probe report " + " ".join(sys.argv[2:]))
     click.echo(str(report))

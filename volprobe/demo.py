@@ -169,9 +169,9 @@ def _drop(paired: pd.DataFrame, name: str, control: str) -> Expectation:
     row = _paired(paired, "oracle", control)
     if row is None:
         return Expectation(name, False, f"no paired test of oracle under {control}")
-    met = bool(row.p_mcnemar_significant) and row.change < 0
-    return Expectation(name, met, f"change {row.change * 100:+.1f} points (n = {row.n}), "
-                                  f"adjusted McNemar p = {row.p_mcnemar_adj:.2g}")
+    met = bool(row.p_cluster_significant) and row.change < 0
+    return Expectation(name, met, f"change {row.change * 100:+.1f} points (n = {row.n}, {row.n_clusters} patients), "
+                                  f"adjusted cluster-robust p = {row.p_cluster_adj:.2g}")
 
 
 def check_expectations(paired: pd.DataFrame, verdicts: pd.DataFrame, controls) -> list[Expectation]:
@@ -200,7 +200,7 @@ def check_expectations(paired: pd.DataFrame, verdicts: pd.DataFrame, controls) -
         # A counterfactual control changes the gold answer, so a blind model's accuracy moves with it;
         # volume use there means *following* the change (tracking), not a change in accuracy.
         counterfactual = rows["tracking_rate"].notna()
-        changed = rows[~counterfactual & rows["p_mcnemar_significant"].astype(bool)]
+        changed = rows[~counterfactual & rows["p_cluster_significant"].astype(bool)]
         tracked = rows[counterfactual & rows["p_tracking_significant"].astype(bool)]
         met = overall.loc[model, "verdict"] == "no evidence of volume use" and changed.empty and tracked.empty
         detail = overall.loc[model, "verdict"]

@@ -1,20 +1,31 @@
 """Every number of a report, as tables (pandas DataFrames), from a :class:`Panel`.
 
-Tables (one row per model × control × group unless stated):
+Tables (one row per model × control × group unless stated; groups as in :mod:`volprobe.stats.groups`):
 
-- ``accuracy``: n, accuracy with a Wilson CI, error/unparseable/refusal counts, the test against
-  chance (exact binomial, or Poisson-binomial when chance varies) and, for evaluated models, the
-  one-sided binomial test against the strongest blind baseline's accuracy on the same items.
-- ``paired``: the reference control (``full``) vs each other control of a model, on the items answered under
-  both: exact McNemar with the discordant counts, the accuracy change with a cluster-bootstrap CI,
-  the flip rate, and for counterfactual controls the tracking rate and its test.
-- ``cochran``: Cochran's Q across the reference and every non-counterfactual control of a model.
-- ``pairwise``: model vs model (exact McNemar, change with a cluster-bootstrap CI) on shared items.
-- ``scores``: continuous scores of open items, reference vs control (cluster sign-flip test).
+- ``accuracy``: n, accuracy with a Wilson CI, the mean of per-subtask accuracies, error/unparseable/refusal
+  counts, the test against chance (exact binomial, or Poisson-binomial when chance varies) and, for
+  evaluated models, the paired comparison with the strongest blind baseline on the items both answered.
+- ``paired``: the reference control (``full``) vs each other control of a model, on the items answered
+  under both: the accuracy change with its cluster-robust test and CI, exact McNemar with the discordant
+  counts (secondary), the flip rate, and for counterfactual controls the tracking rate and its tests.
+- ``cochran``: Cochran's Q across the reference and every non-counterfactual control of a model
+  (items as independent: secondary).
+- ``pairwise``: model vs model on shared items (cluster-robust test and CI; exact McNemar secondary).
+- ``scores``: continuous scores of open items, reference vs control (cluster-robust test and CI).
+- ``sensitivity``: for models without a control paired with the reference, how often answers change
+  between volumes asked the same question (:mod:`volprobe.stats.sensitivity`).
 
-Records whose ``error`` is set are excluded from accuracy and from every paired test (counted in
-``n_error``); a pair missing one side for that reason is counted in ``n_error_excluded``.
-All p-values form one family adjusted by Holm (or Benjamini–Hochberg).
+The cluster-robust tests (:mod:`volprobe.stats.clustered`) decide; exact McNemar treats items as
+independent and is shown beside them for comparison. Records whose ``error`` is set are excluded from
+accuracy and from every paired test (counted in ``n_error``); a pair missing one side for that reason is
+counted in ``n_error_excluded``.
+
+**Families.** The primary p-values (:data:`P_COLUMNS`) form one family adjusted by Holm (or
+Benjamini–Hochberg); the secondary p-values of tests that treat items as independent (exact McNemar,
+Cochran's Q; :data:`SECONDARY_P_COLUMNS`) are adjusted as a family of their own, so they neither decide
+nor dilute. Minimum detectable effects are computed at
+alpha / F, F the size of the primary family: the level at which a test is significant whatever the
+other tests show (the first step of Holm and of Benjamini–Hochberg).
 """
 
 from __future__ import annotations
@@ -31,8 +42,10 @@ from volprobe.stats.comparisons import cochran_table, paired_table, pairwise_tab
 from volprobe.stats.groups import Groups, build_groups
 from volprobe.stats.multiple import adjust_pvalues
 from volprobe.stats.panel import Panel
-from volprobe.stats.power import mde_binomial, mde_from_se, mde_mcnemar
-from volprobe.stats.rows import BootstrapColumns
+from volprobe.stats.clustered import mde_cluster
+from volprobe.stats.power import mde_binomial, mde_mcnemar
+from volprobe.stats.rows import ClusterColumns
+from volprobe.stats.sensitivity import sensitivity_table
 from volprobe.stats.settings import ReportSettings, model_roles
 
 
@@ -49,12 +62,23 @@ class Analysis:
     cochran: pd.DataFrame
     pairwise: pd.DataFrame
     scores: pd.DataFrame
+    sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
     family_size: int = 0
+    secondary_family_size: int = 0
     notes: list[str] = field(default_factory=list)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"accuracy": self.accuracy, "paired": self.paired, "cochran": self.cochran,
-                "pairwise": self.pairwise, "scores": self.scores}
+                "pairwise": self.pairwise, "scores": self.scores, "sensitivity": self.sensitivity}
+
+    @property
+    def mde_level(self) -> float:
+        """The significance level of every minimum detectable effect: alpha / (size of the primary family)."""
+        return self.settings.alpha / max(self.family_size, 1)
+
+    def paired_models(self) -> set[str]:
+        """Models with at least one control paired with the reference."""
+        return set() if self.paired.empty else set(self.paired["model"])
 
 
 def analyse(panel: Panel, settings: ReportSettings) -> Analysis:
@@ -74,14 +98,17 @@ def analyse(panel: Panel, settings: ReportSettings) -> Analysis:
                  paired=pd.DataFrame(), cochran=pd.DataFrame(), pairwise=pd.DataFrame(), scores=pd.DataFrame())
     if s.reference not in panel.controls:
         a.notes.append(f"no records under the reference control {s.reference!r}: no paired tests")
-    boot = BootstrapColumns(groups)
-    a.accuracy = accuracy_table(panel, groups, roles, s)
-    a.paired = paired_table(panel, groups, roles, s, boot, a.notes)
-    a.pairwise = pairwise_table(panel, groups, roles, s, boot, a.notes)
-    a.scores = scores_table(panel, groups, roles, s, boot)
+    tests = ClusterColumns(groups)
+    a.accuracy = accuracy_table(panel, groups, roles, s, tests)
+    a.paired = paired_table(panel, groups, roles, s, tests, a.notes)
+    a.pairwise = pairwise_table(panel, groups, roles, s, tests, a.notes)
+    a.scores = scores_table(panel, groups, roles, s, tests)
     a.cochran = cochran_table(panel, groups, roles, s)
-    boot.fill(s.n_boot, s.seed, s.alpha, s.n_perm)
-    _adjust(a)
+    tests.fill(s.alpha)
+    unpaired = [m for m in panel.models if s.assessed(roles[m]) and m not in a.paired_models()]
+    a.sensitivity = sensitivity_table(panel, unpaired, s, a.notes)
+    a.family_size = _adjust(a, P_COLUMNS)
+    a.secondary_family_size = _adjust(a, SECONDARY_P_COLUMNS)
     _minimum_detectable(a)
     return a
 
@@ -89,57 +116,70 @@ def analyse(panel: Panel, settings: ReportSettings) -> Analysis:
 # --------------------------------------------------------------------------- family of tests
 
 
-#: (table, p-value column) of every test in a report; adjusted together.
-P_COLUMNS = (("accuracy", "p_chance"), ("accuracy", "p_baseline"), ("paired", "p_mcnemar"),
-             ("paired", "p_tracking"), ("cochran", "p_cochran"), ("pairwise", "p_mcnemar"), ("scores", "p"))
+#: (table, p-value column) of every primary test in a report; adjusted together.
+P_COLUMNS = (("accuracy", "p_chance"), ("accuracy", "p_baseline"), ("paired", "p_cluster"),
+             ("paired", "p_tracking"), ("pairwise", "p_cluster"), ("scores", "p_cluster"),
+             ("sensitivity", "p_sensitivity"))
+#: The secondary tests, which treat the items as independent (exact McNemar, Cochran's Q): a family of their own.
+SECONDARY_P_COLUMNS = (("accuracy", "p_baseline_mcnemar"), ("paired", "p_mcnemar"), ("paired", "p_tracking_mcnemar"),
+                       ("pairwise", "p_mcnemar"), ("cochran", "p_cochran"))
 
 
-def _adjust(a: Analysis) -> None:
+def _adjust(a: Analysis, columns) -> int:
+    """Adjust the p-values of ``columns`` together (``<col>_adj``, ``<col>_significant``); returns the family size."""
     tables = a.tables()
-    parts = [(name, col) for name, col in P_COLUMNS if col in tables[name]]
+    parts = [(name, col) for name, col in columns if col in tables[name]]
     values = np.concatenate([tables[name][col].to_numpy(dtype=float) for name, col in parts]) if parts else np.zeros(0)
     adjusted, reject = adjust_pvalues(values, a.settings.correction, a.settings.alpha)
-    a.family_size = int((~np.isnan(values)).sum())
     start = 0
     for name, col in parts:
         n = len(tables[name])
         tables[name][f"{col}_adj"] = adjusted[start:start + n]
         tables[name][f"{col}_significant"] = reject[start:start + n]
         start += n
+    return int((~np.isnan(values)).sum())
 
 
-def _mde_paired(table: pd.DataFrame, s: ReportSettings) -> list[float]:
-    """The larger of the exact McNemar MDE at the observed discordance and the cluster-bootstrap
-    MDE (z_{1-α/2} + z_power)·SE, for rows whose McNemar test is not significant."""
-    return [float(np.fmax(mde_mcnemar(n, (lo + ga) / n, s.alpha, s.power), mde_from_se(se, s.alpha, s.power)))
-            if not sig else np.nan
-            for n, lo, ga, se, sig in zip(table["n"], table["lost"], table["gained"], table["se_boot"],
-                                          table["p_mcnemar_significant"])]
+def _paired_mde(n, lost, gained, se, df, clusters, significant, level, power, alternative="two-sided") -> np.ndarray:
+    """For rows that are not significant: the larger of the exact McNemar MDE at the observed discordance
+    (items as independent: no design can do better) and the cluster t test's MDE; NaN where either test
+    cannot reach ``level`` (too few items or clusters)."""
+    cluster = mde_cluster(se, df, clusters, level, power, alternative)
+    mde = np.array([mde_mcnemar(int(k), (lo + ga) / k, level, power, alternative, at_least=cl)
+                    if k > 0 and not sig and not np.isnan(cl) else np.nan
+                    for k, lo, ga, cl, sig in zip(n, lost, gained, cluster, significant)])
+    return np.where(mde > 1, np.nan, mde)  # a change of more than 100 points cannot happen
 
 
 def _minimum_detectable(a: Analysis) -> None:
-    """Minimum detectable effects (fractions) beside every test that is not significant."""
-    s = a.settings
-    if not a.paired.empty:
-        a.paired["mde"] = _mde_paired(a.paired, s)
-        if "p_tracking" in a.paired:
-            a.paired["mde_tracking"] = [
-                mde_mcnemar(int(n), (f + g) / n, s.alpha, s.power, "greater") if n > 0 and not sig else np.nan
-                for n, f, g, sig in zip(a.paired["n_changed"].fillna(0), a.paired["followed"].fillna(0),
-                                        a.paired["against"].fillna(0), a.paired["p_tracking_significant"])]
-    if not a.pairwise.empty:
-        a.pairwise["mde"] = _mde_paired(a.pairwise, s)
-    if not a.scores.empty:
-        se = a.scores["se_boot"].to_numpy(dtype=float)
-        a.scores["mde"] = np.where(a.scores["p_significant"] | (se == 0), np.nan, mde_from_se(se, s.alpha, s.power))
-    if not a.accuracy.empty:
-        a.accuracy["mde_chance"] = [
-            mde_binomial(int(n), p0, s.alpha, s.power, s.chance_alternative)
+    """Minimum detectable effects (fractions) beside every primary test that is not significant, at the
+    level :attr:`Analysis.mde_level` and the report's power."""
+    s, level = a.settings, a.mde_level
+    t = a.paired
+    if not t.empty:
+        t["mde"] = _paired_mde(t["n"], t["lost"], t["gained"], t["se"], t["df"], t["n_clusters"],
+                               t["p_cluster_significant"], level, s.power)
+        if "p_tracking" in t:
+            t["mde_tracking"] = _paired_mde(t["n_changed"].fillna(0), t["followed"].fillna(0), t["against"].fillna(0),
+                                            t["tracking_se"], t["tracking_df"], t["tracking_n_clusters"],
+                                            t["p_tracking_significant"], level, s.power, "greater")
+    t = a.pairwise
+    if not t.empty:
+        t["mde"] = _paired_mde(t["n"], t["lost"], t["gained"], t["se"], t["df"], t["n_clusters"],
+                               t["p_cluster_significant"], level, s.power)
+    t = a.scores
+    if not t.empty:
+        se = t["se"].to_numpy(dtype=float)
+        mde = mde_cluster(se, t["df"], t["n_clusters"], level, s.power)
+        t["mde"] = np.where(t["p_cluster_significant"] | (se == 0), np.nan, mde)
+    t = a.accuracy
+    if not t.empty:
+        t["mde_chance"] = [
+            mde_binomial(int(n), p0, level, s.power, s.chance_alternative)
             if n > 0 and not sig and not np.isnan(p0) else np.nan
-            for n, p0, sig in zip(a.accuracy["n_chance"], a.accuracy["chance"], a.accuracy["p_chance_significant"])]
-        if "p_baseline" in a.accuracy:
-            a.accuracy["mde_baseline"] = [
-                mde_binomial(int(n), p0, s.alpha, s.power, "greater")
-                if n > 0 and not sig and not np.isnan(p0) else np.nan
-                for n, p0, sig in zip(a.accuracy["n_baseline_shared"].fillna(0), a.accuracy["baseline_accuracy"],
-                                      a.accuracy["p_baseline_significant"])]
+            for n, p0, sig in zip(t["n_chance"], t["chance"], t["p_chance_significant"])]
+        if "p_baseline" in t:
+            t["mde_baseline"] = _paired_mde(t["n_baseline_shared"].fillna(0), t["baseline_only"].fillna(0),
+                                            t["model_only"].fillna(0), t["baseline_se"], t["baseline_df"],
+                                            t["baseline_n_clusters"], t["p_baseline_significant"], level, s.power,
+                                            "greater")

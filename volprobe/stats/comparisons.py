@@ -1,6 +1,10 @@
-"""Paired comparisons on the same items: reference vs each control of a model (McNemar, change with
-a cluster-bootstrap CI, flips, counterfactual tracking), model vs model, continuous scores, and
-Cochran's Q across controls."""
+"""Paired comparisons on the same items: reference vs each control of a model (change with its
+cluster-robust test and CI, exact McNemar as the secondary item-level test, flips, counterfactual
+tracking), model vs model, continuous scores, and Cochran's Q across controls.
+
+Each comparison is queued on a :class:`~volprobe.stats.rows.ClusterColumns` (prefix ``""``: the change;
+``tracking_``: the tracking gain of a counterfactual) and gets its cluster-robust columns when the
+report fills them (:mod:`volprobe.stats.clustered`)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from volprobe.stats.binomial import wilson_interval
 from volprobe.stats.groups import Groups
 from volprobe.stats.paired import cochrans_q_test, mcnemar_pvalues
 from volprobe.stats.panel import Panel
-from volprobe.stats.rows import BootstrapColumns, comparison_rows, concat
+from volprobe.stats.rows import ClusterColumns, comparison_rows, concat
 from volprobe.stats.settings import ReportSettings
 
 
@@ -51,7 +55,7 @@ def _check_item_sets(panel: Panel, m: int, r: int, c: int, intersect: bool) -> t
     return missing, extra
 
 
-def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: BootstrapColumns, notes) -> pd.DataFrame:
+def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, tests: ClusterColumns, notes) -> pd.DataFrame:
     if s.reference not in panel.controls:
         return pd.DataFrame()
     r = panel.controls.index(s.reference)
@@ -82,12 +86,15 @@ def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: B
                 cols.update({"n_changed": changed, "tracking": cf_tracks, "kept_original": changed & (ans_c == gold_ref),
                              "ref_tracking": ref_tracks, "followed": cf_tracks & ~ref_tracks,
                              "against": ref_tracks & ~cf_tracks})
-            frames.append(comparison_rows(groups, cols, boot, cc.astype(float) - cr.astype(float), pairs,
-                                          model=model, control=control, kind=control_kind(control, panel)))
+            comparisons = {"": (cc.astype(float) - cr.astype(float), pairs, "two-sided")}
+            if cf:  # answers equal the transformed gold with the counterfactual volume more than with the original
+                comparisons["tracking_"] = (cf_tracks.astype(float) - ref_tracks.astype(float), changed, "greater")
+            frames.append(comparison_rows(groups, cols, tests, comparisons, model=model, control=control,
+                                          kind=control_kind(control, panel)))
     table = concat(frames)
     if table.empty:
         return table
-    boot.register(table)
+    tests.register(table)
     with np.errstate(invalid="ignore", divide="ignore"):
         table["acc_ref"] = table["correct_ref"] / table["n"]
         table["acc_control"] = table["correct_control"] / table["n"]
@@ -99,19 +106,13 @@ def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: B
             changed = table["n_changed"]
             for name in ("tracking", "kept_original", "ref_tracking"):
                 table[f"{name}_rate"] = table[name] / changed
+            table["tracking_gain"] = (table["followed"] - table["against"]) / changed
             p = mcnemar_pvalues(table["followed"].fillna(0), table["against"].fillna(0), "greater")
-            table["p_tracking"] = np.where(changed > 0, p, np.nan)
-    table["n_clusters"] = _clusters_per_row(groups, table)
+            table["p_tracking_mcnemar"] = np.where(changed > 0, p, np.nan)
     return table
 
 
-def _clusters_per_row(groups: Groups, table: pd.DataFrame) -> np.ndarray:
-    """Number of clusters in each row's group (those the bootstrap resamples)."""
-    per_group = {lab: np.unique(groups.clusters[groups.items_of(t)]).size for t, lab in enumerate(groups.labels)}
-    return np.array([per_group[(g, v)] for g, v in zip(table["grouping"], table["group"])], dtype=np.int64)
-
-
-def pairwise_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: BootstrapColumns, notes) -> pd.DataFrame:
+def pairwise_table(panel: Panel, groups: Groups, roles, s: ReportSettings, tests: ClusterColumns, notes) -> pd.DataFrame:
     frames = []
     for control in s.pairwise_controls or (s.reference,):
         if control not in panel.controls:
@@ -138,12 +139,13 @@ def pairwise_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot:
                 xa, xb = panel.correct[ma, ca] & shared, panel.correct[mb, cb] & shared
                 cols = {"n": shared, "correct_a": xa, "correct_b": xb, "lost": xa & ~xb, "gained": ~xa & xb,
                         "only_a": va & ~panel.present[mb, cb], "only_b": vb & ~panel.present[ma, ca]}
-                frames.append(comparison_rows(groups, cols, boot, xb.astype(float) - xa.astype(float), shared,
+                frames.append(comparison_rows(groups, cols, tests, {"": (xb.astype(float) - xa.astype(float), shared,
+                                                                          "two-sided")},
                                               control=control, model_a=panel.models[ma], model_b=panel.models[mb]))
     table = concat(frames)
     if table.empty:
         return table
-    boot.register(table)
+    tests.register(table)
     table["acc_a"] = table["correct_a"] / table["n"]
     table["acc_b"] = table["correct_b"] / table["n"]
     table["change"] = table["acc_b"] - table["acc_a"]
@@ -151,7 +153,7 @@ def pairwise_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot:
     return table
 
 
-def scores_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: BootstrapColumns) -> pd.DataFrame:
+def scores_table(panel: Panel, groups: Groups, roles, s: ReportSettings, tests: ClusterColumns) -> pd.DataFrame:
     if s.reference not in panel.controls or not panel.scores:
         return pd.DataFrame()
     r = panel.controls.index(s.reference)
@@ -169,12 +171,13 @@ def scores_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: B
                 if not ok.any():
                     continue
                 xs, ys = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
-                frames.append(comparison_rows(groups, {"n": ok, "sum_ref": xs, "sum_control": ys}, boot, ys - xs, ok,
-                                              permute=True, model=model, control=control, score=score))
+                frames.append(comparison_rows(groups, {"n": ok, "sum_ref": xs, "sum_control": ys}, tests,
+                                              {"": (ys - xs, ok, "two-sided")}, model=model, control=control,
+                                              score=score))
     table = concat(frames)
     if table.empty:
         return table
-    boot.register(table)
+    tests.register(table)
     table["mean_ref"] = table.pop("sum_ref") / table["n"]
     table["mean_control"] = table.pop("sum_control") / table["n"]
     table["change"] = table["mean_control"] - table["mean_ref"]

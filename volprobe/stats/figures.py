@@ -2,9 +2,9 @@
 
 - ``accuracy_<grouping>``: accuracy per control with Wilson CIs, one marker per model, one panel
   per group (the first panel is all items), chance as a dashed line;
-- ``forest_<grouping>``: change in accuracy (control − reference, points) with the
-  cluster-bootstrap CI, one row per model × control, one panel per group; filled markers are
-  significant after the report's correction.
+- ``forest_<grouping>``: change in accuracy (control − reference, points) with its cluster-robust
+  CI (none with too few clusters), one row per model × control, one panel per group; filled markers
+  are significant by the cluster-robust test after the report's correction.
 
 Margins are set by hand: matplotlib's automatic layouts cost more than the drawing itself.
 """
@@ -21,7 +21,7 @@ from volprobe.stats.analysis import Analysis
 from volprobe.stats.tables import group_label
 
 PNG_DPI = 100
-COLUMNS = 4
+COLUMNS = 5  # panels per row: the two pools of all items and three groups fit in one
 
 
 def _figure(n_panels: int, panel_w: float, panel_h: float, left: float, bottom: float, top: float = 0.55):
@@ -53,7 +53,8 @@ def _save(fig, folder: Path, name: str) -> list[Path]:
 
 
 def _panels(table: pd.DataFrame, grouping: str) -> list[tuple[str, str, pd.DataFrame]]:
-    """(grouping, group, rows) per panel: all items first, then each group of ``grouping``."""
+    """(grouping, group, rows) per panel: all items (or their closed and open pools) first, then each
+    group of ``grouping``."""
     panels = []
     for key in (("all",) if grouping == "all" else ("all", grouping)):
         part = table[table["grouping"] == key]
@@ -108,7 +109,7 @@ def forest_figure(a: Analysis, grouping: str, folder: Path) -> list[Path]:
         y = np.array([y_of[k] for k in zip(g["model"], g["control"])])
         change = 100 * g["change"].to_numpy(dtype=float)
         err = np.abs(100 * g[["ci_low", "ci_high"]].to_numpy(dtype=float).T - change)
-        sig = g["p_mcnemar_significant"].to_numpy(dtype=bool)
+        sig = g["p_cluster_significant"].to_numpy(dtype=bool)
         ax.errorbar(change, y, xerr=np.nan_to_num(err), fmt="none", ecolor="0.4", lw=1)
         ax.scatter(change[sig], y[sig], s=12, color="C3", zorder=3, label="significant")
         ax.scatter(change[~sig], y[~sig], s=12, facecolors="white", edgecolors="C0", zorder=3, label="not significant")

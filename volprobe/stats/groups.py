@@ -1,6 +1,9 @@
-"""Groups of items for reports (``--by``) and the clusters resampled inside each group.
+"""Groups of items for reports (``--by``) and the cluster-robust tests inside each group.
 
-Every item belongs to the group ``all`` and to exactly one group of each grouping:
+Every item belongs to one pool of the grouping ``all`` and to exactly one group of each grouping in ``by``.
+The pool is ``all`` when the items are all closed (options, yes/no) or all open; a report with both has
+the pools ``closed`` and ``open`` (open: free text and measurements, scored by text or number match)
+instead, so that no headline number mixes the two kinds of scoring. The groupings:
 
 - ``task``, ``category``, ``subtask``: the item's label (``(none)`` when missing);
 - ``evidence``: the exact set of patient axes the answer depends on, e.g. ``lr``, ``si``,
@@ -20,8 +23,8 @@ import pandas as pd
 from scipy import sparse
 
 from volprobe.errors import InvalidValueError
-from volprobe.seeding import seed_sequence
-from volprobe.stats.bootstrap import RatioBootstrap, bootstrap_ratio, sign_flip_pvalues
+from volprobe.stats.clustered import ClusterPaired, cluster_paired
+from volprobe.stats.load import OPEN_TYPES
 
 GROUPINGS = ("task", "category", "subtask", "evidence", "prior_fixed")
 
@@ -59,38 +62,34 @@ class Groups:
         """Item indices of group t (ascending)."""
         return self._by_group.indices[self._by_group.indptr[t]:self._by_group.indptr[t + 1]]
 
-    def bootstrap(self, num: np.ndarray, den: np.ndarray, n_boot: int, seed: int, alpha: float,
-                  permute: np.ndarray | None = None, n_perm: int = 10000):
-        """Cluster bootstrap, inside every group, of the ratios sum(num)/sum(den) of J item-level
-        columns (items × J); returns (low, high, se, p) arrays (groups × J), where p holds two-sided
-        cluster sign-flip p-values of ``num`` for the columns flagged in ``permute`` (NaN elsewhere).
-
-        Each group resamples its own clusters with the seed :func:`~volprobe.seeding.seed_sequence` ``(seed, grouping, group)``,
-        so its numbers do not depend on what else is in the report."""
-        n_groups, n_cols = len(self.labels), num.shape[1]
-        low, high, se, p = (np.full((n_groups, n_cols), np.nan) for _ in range(4))
-        permute = np.zeros(n_cols, dtype=bool) if permute is None else np.asarray(permute, dtype=bool)
-        for t, (grouping, group) in enumerate(self.labels):
+    def cluster_tests(self, num: np.ndarray, den: np.ndarray, alpha: float, alternatives) -> list[ClusterPaired]:
+        """Cluster-robust paired comparisons (:func:`~volprobe.stats.clustered.cluster_paired`) of J
+        item-level columns (items × J: paired differences ``num``, paired-item indicators ``den``) inside
+        every group, over the clusters of that group's items; one result per group."""
+        out = []
+        for t in range(len(self.labels)):
             items = self.items_of(t)
-            if items.size == 0 or n_cols == 0:
-                continue
             codes = np.unique(self.clusters[items], return_inverse=True)[1]
-            k = int(codes.max()) + 1
+            k = int(codes.max()) + 1 if items.size else 0
             to_clusters = sparse.csr_matrix((np.ones(items.size), (codes, np.arange(items.size))), shape=(k, items.size))
-            cluster_num, cluster_den = to_clusters @ num[items], to_clusters @ den[items]
-            key = seed_sequence(seed, grouping, group)
-            boot: RatioBootstrap = bootstrap_ratio(cluster_num, cluster_den, n_boot=n_boot, seed=key, alpha=alpha)
-            low[t], high[t], se[t] = boot.low, boot.high, boot.se
-            if permute.any():
-                p[t, permute] = sign_flip_pvalues(cluster_num[:, permute], n_perm=n_perm, seed=key)
-        return low, high, se, p
+            out.append(cluster_paired(to_clusters @ num[items], to_clusters @ den[items], alpha, alternatives))
+        return out
+
+
+def pool_labels(answer_types: pd.Series) -> np.ndarray:
+    """The pool of each item: ``all`` when every item is closed or every item open, else ``closed``/``open``."""
+    is_open = answer_types.astype(object).isin(OPEN_TYPES).to_numpy()
+    if is_open.all() or not is_open.any():
+        return np.full(is_open.size, "all", dtype=object)
+    return np.where(is_open, "open", "closed").astype(object)
 
 
 def build_groups(items: pd.DataFrame, by: tuple[str, ...]) -> Groups:
-    """Groups ``all`` plus every group of each grouping in ``by``."""
+    """The pools of ``all`` (see the module docstring) plus every group of each grouping in ``by``."""
     n = len(items)
-    labels = [("all", "all")]
-    rows, cols = [np.arange(n)], [np.zeros(n, dtype=np.int64)]
+    pools, pool_code = np.unique(pool_labels(items["answer_type"]), return_inverse=True)  # all | closed, open
+    labels = [("all", str(p)) for p in pools]
+    rows, cols = [np.arange(n)], [pool_code]
     for grouping in check_groupings(by):
         values = items[grouping].astype(object).where(items[grouping].notna(), "(none)").astype(str).to_numpy()
         names, codes = np.unique(values, return_inverse=True)

@@ -1,7 +1,8 @@
 """Reading run records (``RUN_DIR/records*.jsonl``) into one table for the statistics.
 
 Fast path: Apache Arrow's multi-threaded JSON reader with an explicit schema of the fields the
-statistics use (prompts and raw outputs are skipped, not materialised). It checks the types of
+statistics use (prompts and raw outputs are skipped, not materialised; :func:`read_prompts` reads the
+prompts of chosen records again when a report needs them). It checks the types of
 those fields, the required fields and the format version on every record, and the full
 :class:`RunRecord` contract (no unknown fields) on the first record of each file; fields unknown to
 the contract further down a file are not read and not reported. Whenever a check fails, the file
@@ -307,6 +308,36 @@ def _attach_scores(table, scores: list[dict[str, float]]):
     for name in names:
         table = table.append_column(SCORE_PREFIX + name, pa.array([s.get(name) for s in scores], type=pa.float64()))
     return table
+
+
+def read_prompts(table: RecordTable, rows: np.ndarray) -> np.ndarray:
+    """The ``prompt`` of the records at ``rows`` of ``table.frame`` (object array; None where missing),
+    read again from their files: the first read skips prompts, which only some analyses need."""
+    rows = np.asarray(rows, dtype=np.int64)
+    source = table.frame["source"].to_numpy()
+    first = np.searchsorted(source, np.arange(len(table.sources)))  # records of a file are contiguous, in order
+    out = np.full(rows.size, None, dtype=object)
+    for s in np.unique(source[rows]):
+        sel = source[rows] == s
+        out[sel] = _file_prompts(table.sources[s])[rows[sel] - first[s]]
+    return out
+
+
+def _file_prompts(path: str) -> np.ndarray:
+    """The prompt of every record of one records file, in the order :func:`read_record_file` reads them."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data and not data.endswith(b"\n"):
+        data = data[:data.rfind(b"\n") + 1]  # the torn last line is skipped, as on the first read
+    lines = _LineIndex(data)
+    try:
+        table = pj.read_json(pa.BufferReader(pa.py_buffer(data)), parse_options=pj.ParseOptions(
+            explicit_schema=pa.schema([("prompt", pa.string())]), unexpected_field_behavior="ignore"))
+        if table.num_rows == len(lines):
+            return np.asarray(table.column("prompt").to_pylist(), dtype=object)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    return np.asarray([json.loads(line).get("prompt") for _, line in lines], dtype=object)
 
 
 def _with_source(table, index: int):

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from volprobe.errors import FormatError
-from volprobe.stats.load import FACT_FIELDS, FACT_PREFIX, SCORE_PREFIX, RecordTable
+from volprobe.stats.load import FACT_FIELDS, FACT_PREFIX, SCORE_PREFIX, RecordTable, read_prompts
 
 ITEM_ATTRIBUTES = ("task", "subtask", "category", "answer_type", "case", "patient", "evidence", "prior_fixed")
 
@@ -44,7 +44,8 @@ class Panel:
 
     ``present``: a record exists (errors included); ``error``: the model failed on the item
     (such records count as answered by nobody: excluded from accuracy and paired tests);
-    ``answer``/``gold``/``gold_original``: codes into ``answers`` (-1: none). ``items`` is the item
+    ``answer``/``gold``/``gold_original``: codes into ``answers`` (-1: none); ``row``: the record's row
+    in ``records.frame`` (-1: none), for fields read only on demand (:meth:`prompts`). ``items`` is the item
     table (index = item code) with ``item_id``, the item attributes, ``chance``, ``gold`` (the
     untransformed gold code) and ``cluster`` (patient, else case, else the item itself).
     ``control_facts``: per control, the facts its records state; ``reference``: the control stated to be
@@ -64,6 +65,8 @@ class Panel:
     answer: np.ndarray
     gold: np.ndarray
     gold_original: np.ndarray
+    row: np.ndarray
+    records: RecordTable | None = None
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     counterfactual: set[str] = field(default_factory=set)
     control_facts: dict[str, dict] = field(default_factory=dict)
@@ -75,6 +78,14 @@ class Panel:
     def valid(self, m: int, c: int) -> np.ndarray:
         """Items answered (without a model error) by model m under control c."""
         return self.present[m, c] & ~self.error[m, c]
+
+    def prompts(self, m: int, c: int) -> np.ndarray:
+        """The prompt model m was sent for each item under control c (None without a record or prompt)."""
+        rows = self.row[m, c]
+        out = np.full(rows.size, None, dtype=object)
+        if self.records is not None and (rows >= 0).any():
+            out[rows >= 0] = read_prompts(self.records, rows[rows >= 0])
+        return out
 
 
 def build_panel(table: RecordTable) -> Panel:
@@ -147,6 +158,7 @@ def build_panel(table: RecordTable) -> Panel:
         refused=dense(f["refused"].to_numpy(), False, bool),
         answer=dense(_codes(f["parsed"], answers), -1, np.int32),
         gold=dense(gold, -1, np.int32), gold_original=dense(gold_original, -1, np.int32),
+        row=dense(np.arange(len(f)), -1, np.int64), records=table,
         scores={c[len(SCORE_PREFIX):]: dense(f[c].to_numpy(dtype=float), np.nan, float)
                 for c in f.columns if c.startswith(SCORE_PREFIX)},
         counterfactual=counterfactual, control_facts=facts, reference=references[0] if references else None,

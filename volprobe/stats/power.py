@@ -105,19 +105,27 @@ def mcnemar_power(n: int, discordance: float, drop: float, alpha: float = 0.05,
 
 
 def mde_mcnemar(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8,
-                alternative: str = "two-sided") -> float:
+                alternative: str = "two-sided", at_least: float = 0.0) -> float:
     """Minimum detectable drop (fraction) of the exact McNemar test with n pairs; NaN if even a
-    drop of 1 (every item lost) would not reach the power."""
+    drop of 1 (every item lost) would not reach the power. With ``at_least`` > 0 the result is
+    max(MDE, at_least), found without solving for the MDE when the power at ``at_least`` already suffices
+    (power grows with the drop)."""
     if n <= 0:
         return float("nan")
     f = _McNemarPower(n, discordance, alpha, alternative)
+    if 0 < at_least <= 1 and f(at_least) >= power:
+        return float(at_least)
     if f(1.0) < power:
         return float("nan")
     hi = 1.0 if f(discordance) < power else discordance  # bracket the root on the side that holds it
     lo = 1e-9 if hi == discordance else discordance
     if f(lo) >= power:
-        return float(lo) if lo > 1e-9 else 0.0
-    return float(optimize.brentq(lambda x: f(x) - power, lo, hi, xtol=1e-5))
+        return max(float(lo) if lo > 1e-9 else 0.0, at_least)
+    if lo < at_least < hi:  # the power at at_least falls short: the root lies above, usually close
+        lo = at_least
+        if f(min(1.5 * at_least, hi)) >= power:
+            hi = min(1.5 * at_least, hi)
+    return max(float(optimize.brentq(lambda x: f(x) - power, lo, hi, xtol=1e-5)), at_least)
 
 
 class _BinomialPower:
@@ -164,12 +172,6 @@ def mde_binomial(n: int, p0: float, alpha: float = 0.05, power: float = 0.8, alt
         return float("nan")
     g = lambda delta: f(p0 + sign * delta) - power  # noqa: E731
     return float(optimize.brentq(g, 1e-9, room, xtol=1e-5)) if g(1e-9) < 0 else 0.0
-
-
-def mde_from_se(se, alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided"):
-    """Normal-approximation minimum detectable difference (z_{1-α/2} + z_power) · SE."""
-    z_a = stats.norm.isf(alpha / 2 if alternative == "two-sided" else alpha)
-    return (z_a + stats.norm.ppf(power)) * np.asarray(se, dtype=float)
 
 
 @dataclass

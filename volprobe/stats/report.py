@@ -5,7 +5,7 @@ Output folder::
     report.md           verdicts, every table, notes and definitions (Markdown)
     report.json         every number (all table columns, verdicts, settings, inputs)
     tables/NAME.csv     raw numbers, one file per table (accuracy, paired, cochran, pairwise,
-                        scores, verdicts, errors)
+                        scores, sensitivity, verdicts, errors)
     tables/NAME.tex     the formatted tables, LaTeX booktabs
     figures/*.png|pdf   accuracy per control with CIs per group; forest plots of changes
     manifest.json       versions, settings, seed, and the runs used (files, record counts, hashes,
@@ -25,11 +25,12 @@ import pandas as pd
 
 import volprobe
 from volprobe.stats.analysis import Analysis, analyse
+from volprobe.stats.clustered import MIN_CLUSTERS
 from volprobe.stats.load import RecordTable, read_runs
 from volprobe.stats.multiple import correction_label
 from volprobe.stats.panel import build_panel
 from volprobe.stats.settings import ReportSettings
-from volprobe.stats.tables import display_tables, error_summary, to_markdown, write_tables
+from volprobe.stats.tables import display_tables, error_summary, group_label, to_markdown, write_tables
 from volprobe.stats.verdict import verdicts as make_verdicts
 
 
@@ -47,7 +48,8 @@ class Report:
     def __str__(self) -> str:
         lines = [f"report written to {self.out} ({len(self.files)} files)"]
         overall = self.verdicts[self.verdicts["grouping"] == "all"] if not self.verdicts.empty else self.verdicts
-        lines += [f"  {r.model}: {r.summary}" for r in overall.itertuples()]
+        lines += [f"  {r.model}{'' if r.group == 'all' else f' ({group_label(r.grouping, r.group)})'}: {r.summary}"
+                  for r in overall.itertuples()]
         return "\n".join(lines)
 
 
@@ -79,7 +81,7 @@ def make_report(runs: Sequence[str | Path], out: str | Path, settings: ReportSet
         timer.lap("check and arrange")
         analysis = analyse(panel, settings)
         _add_notes(analysis, records)
-        timer.lap("tests, bootstrap, power")
+        timer.lap("tests, power")
         verdicts = make_verdicts(analysis)
         timer.lap("verdicts")
         errors = panel.errors if panel.errors is not None else pd.DataFrame()
@@ -118,13 +120,17 @@ def _add_notes(a: Analysis, records: RecordTable) -> None:
     for run in records.runs:
         if run.manifest is None and Path(run.path).is_dir():
             a.notes.append(f"{run.path} has no manifest.json")
-    if not a.paired.empty and "n_not_in_control" in a.paired:
-        excl = a.paired[(a.paired["grouping"] == "all") & (a.paired["n_not_in_control"] > 0)]
-        for r in excl.itertuples():
-            why = ("items whose answer cannot be transformed" if r.kind == "counterfactual"
-                   else "missing items (--intersect)")
-            a.notes.append(f"{r.model} · {r.control}: {r.n_not_in_control:,} {a.settings.reference} items are not in "
-                           f"this control ({why}); its paired tests use the {r.n:,} shared items")
+    if not a.paired.empty:  # over all items: a pool whose items are all left out has no row of its own
+        r = p.controls.index(a.settings.reference)
+        for model, control in dict.fromkeys(zip(a.paired["model"], a.paired["control"])):
+            m, c = p.models.index(model), p.controls.index(control)
+            missing = int((p.present[m, r] & ~p.present[m, c]).sum())
+            if missing:
+                why = ("items whose answer cannot be transformed" if control in p.counterfactual
+                       else "missing items (--intersect)")
+                shared = int((p.valid(m, r) & p.valid(m, c)).sum())
+                a.notes.append(f"{model} · {control}: {missing:,} {a.settings.reference} items are not in this control "
+                               f"({why}); its paired tests use the {shared:,} shared items")
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -138,6 +144,9 @@ def _write_json(path: Path, a: Analysis, verdicts, errors, records: RecordTable)
         "settings": a.settings.to_dict(),
         "correction": correction_label(a.settings.correction),
         "family_size": a.family_size,
+        "secondary_family_size": a.secondary_family_size,
+        "mde_level": a.mde_level,
+        "min_clusters": MIN_CLUSTERS,
         "cluster_level": p.cluster_level,
         "models": a.roles, "controls": p.controls, "counterfactual_controls": sorted(p.counterfactual),
         "n_records": int(len(records.frame)), "n_items": int(len(p.items)),
@@ -149,42 +158,82 @@ def _write_json(path: Path, a: Analysis, verdicts, errors, records: RecordTable)
         "errors": _records(errors) if errors is not None else [],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
     return path
 
 
 #: How to read the tables (ends the Markdown report).
-DEFINITIONS = """\
+DEFINITIONS = f"""\
+- **Which test decides.** Questions about one patient share a volume, so their answers are correlated;
+  a test that treats them as independent finds differences that are not there far more often than
+  its level says. Every verdict and every `*` therefore comes from a **cluster-robust paired test**
+  over clusters (patients; else cases; else items): the mean paired difference (the change in
+  accuracy) with the cluster-robust variance of Obuchowski (1998) — the variance behind Durkalski et
+  al.'s (2003) clustered McNemar test — with the CR2 small-sample correction (Bell & McCaffrey 2002),
+  referred to Student's t with Bell–McCaffrey degrees of freedom (Imbens & Kolesár 2016; Pustejovsky &
+  Tipton 2018). With fewer than {MIN_CLUSTERS} clusters the deciding test is the exact sign-flip
+  randomisation test over the clusters (it cannot reach p below 2^(1−K) with K clusters) and no CI is
+  given. The **Test** column and each verdict's "Decided by" name the test used.
+- **Change** = accuracy under the control − under the reference, in points; its CI is the t interval
+  with the same standard error and degrees of freedom, so a two-sided test and the CI agree. Simulations
+  (type-I error and coverage under clustered nulls, tests/test_stats_simulation.py and
+  benchmarks/stats_simulation.py) hold 5% and 95% from 8 to 60 clusters when patient effects vary
+  smoothly from patient to patient; an effect confined to one or two patients defeats any method with
+  few clusters.
+- **McNemar** (secondary): exact binomial test on the discordant items (lost = right only with the
+  reference, gained = right only with the control), items as independent; adjusted in a family of its
+  own and never deciding. Where it is significant and the cluster-robust test is not, the verdict is
+  *inconclusive*: the difference rests on few patients.
 - **Accuracy** excludes records whose model failed (error); its CI is the Wilson score interval.
+  **Subtask mean** (rows of one task with several subtasks): the unweighted mean of the per-subtask
+  accuracies, the score the 3D-RAD paper reports per task, beside pooled accuracy.
+- **Pools**: when a report holds closed items (options, yes/no) and open ones (free text, measurements),
+  the rows over all items are split into *all closed items* and *all open items*; no row pools the two.
 - **p vs chance**: exact binomial test when every item has the same chance level, Poisson-binomial
   (exact convolution) when chance varies; open items have no chance level and are left out of it.
-  Its sidedness is in the column header (two-sided by default, so "below chance" is a valid claim).
-- **p vs baseline**: one-sided exact binomial test of the model's correct count on the items both
-  answered against the strongest blind baseline's accuracy there, taken as fixed (a blind baseline is a
-  deterministic rule); the paired comparison is in the model-vs-model table.
+  Its sidedness is in the column header (two-sided by default, so "below chance" is a valid claim). It
+  treats items as independent.
+- **vs baseline**: the model and the strongest blind baseline (highest accuracy on the shared items)
+  answered the same items, so they are compared paired: change = model − baseline, cluster-robust test,
+  one-sided (the model above the baseline), exact McNemar as the secondary test.
 - **Paired tests** use the items answered (without model error) under both conditions. A control that
   lacks items of the reference is an error unless it is a counterfactual (untransformable items are
   left out) or --intersect was given; exclusions are counted in the table.
-- **Change** = accuracy under the control − under the reference, in points; its CI resamples whole
-  clusters (patients; else cases; else items) with replacement (percentile interval).
-- **McNemar**: exact binomial test on the discordant items (lost = right only with the reference,
-  gained = right only with the control), two-sided.
 - **Flip rate**: share of paired items whose parsed answer differs between the two conditions.
 - **Tracking** (counterfactual controls, items whose gold answer changes): share answered with the
   transformed gold. Null: the model ignores the image, so its answers to the original and the
-  counterfactual volume are exchangeable; the test is a one-sided exact McNemar test of "answer equals
-  the transformed gold" between the counterfactual and the original volume.
-- **Cochran's Q** compares accuracy across the reference and every non-counterfactual control.
-- **Scores**: paired sign-flip permutation test of the mean difference, flipping whole clusters
-  (all sign patterns when few clusters; the normal law with the permutation distribution's exact
-  mean and variance from 200 clusters on); no MDE where the scores did not vary at all.
+  counterfactual volume are exchangeable; the gain (tracking − the share of reference answers already
+  equal to the transformed gold) is tested one-sided with the cluster-robust test.
+- **Cochran's Q** compares accuracy across the reference and every non-counterfactual control (items
+  as independent: secondary, in the family of the McNemar tests).
+- **Scores**: mean paired difference of a continuous score, cluster-robust test and CI as above; no
+  MDE where the scores did not vary at all.
+- **Answer sensitivity** (models run without controls, e.g. imported predictions): among items with the
+  same question text on different volumes, how often the answer changes where the golds differ vs
+  where they agree, for closed answers and for the spatial terms (left/right/bilateral,
+  superior/inferior, ...) of free-text answers. Test: answers permuted among the volumes of each
+  question text (the null "the answer ignores the volume"), one-sided; CI cluster-robust over question
+  texts. Limits: only repeated question texts count, a subset chosen by the benchmark's templates; it
+  detects insensitivity to the volume, not correctness (an answer can follow the volume and still be
+  wrong); without pairs whose golds agree it cannot tell changes that follow the gold from changes
+  that do not; volumes of one patient under different texts are treated as independent in the CI.
 - **Models**: `prior`, `prior:*` and --baseline models are blind baselines; `random` is the random
-  reference; neither gets paired tests or a verdict. Every other model is evaluated.
-- **Multiple comparisons**: every p-value in the report is one family, adjusted by the method named in
-  each header; `*` marks significance at alpha after adjustment.
-- **MDE** (beside non-significant results): the smallest effect with the stated power at alpha — for
-  paired tests the larger of the exact McNemar MDE at the observed discordance and
-  (z(1-alpha/2) + z(power)) x the cluster-bootstrap SE.
+  reference; neither gets paired tests or a verdict unless --assess-references. Every other model is
+  evaluated; a model with no control paired with the reference gets one "not assessed" line.
+- **Multiple comparisons**: the primary p-values of the report (cluster-robust tests, chance, answer
+  sensitivity) are one family, adjusted by the method named in each header; `*` marks
+  significance at alpha after adjustment. The secondary p-values (exact McNemar, Cochran's Q: items as
+  independent) are adjusted as a separate family.
+- **MDE** (beside non-significant results): the smallest effect found with the stated power at
+  alpha / F, F the number of primary tests (the level a test must reach to be significant whatever the
+  other tests show; the first step of Holm and of Benjamini–Hochberg): for paired tests the larger of
+  the exact McNemar MDE at the observed discordance and (t(1 − level/2) + t(power)) × the cluster-robust
+  SE, with the test's degrees of freedom; "not reachable" where too few clusters or items can reach
+  that level at all.
+- **References**: Obuchowski NA (1998), Statistics in Medicine 17:1495–1507. Durkalski VL et al. (2003),
+  Statistics in Medicine 22:2417–2428. Bell RM, McCaffrey DF (2002), Survey Methodology 28:169–181.
+  Imbens GW, Kolesár M (2016), Review of Economics and Statistics 98:701–712. Pustejovsky JE, Tipton E
+  (2018), Journal of Business & Economic Statistics 36:672–683.
 """
 
 
@@ -194,17 +243,22 @@ def _write_markdown(path: Path, a: Analysis, verdicts: pd.DataFrame, errors, rec
     lines.append(f"{len(records.frame):,} records · {len(p.items):,} items · models: "
                  + ", ".join(f"{m} ({role})" for m, role in a.roles.items()) + " · controls: " + ", ".join(p.controls))
     lines.append("")
-    lines.append(f"Settings: alpha = {s.alpha:g}; {correction_label(s.correction)} over {a.family_size:,} tests; "
-                 f"reference control {s.reference}; clusters: {p.cluster_level}; bootstrap {s.n_boot:,} resamples; "
-                 f"seed {s.seed}; power {s.power:.0%}; groupings: {', '.join(('all',) + s.by)}.")
+    lines.append(f"Settings: alpha = {s.alpha:g}; {correction_label(s.correction)} over {a.family_size:,} primary tests "
+                 f"(cluster-robust paired tests, chance, answer sensitivity) and, separately, over "
+                 f"{a.secondary_family_size:,} secondary tests that treat items as independent (exact McNemar, "
+                 f"Cochran's Q); minimum detectable effects at "
+                 f"{s.power:.0%} power and alpha/{a.family_size:,} = {a.mde_level:.2g}; reference control "
+                 f"{s.reference}; clusters: {p.cluster_level} (CIs from {MIN_CLUSTERS} clusters); seed {s.seed}; "
+                 f"groupings: {', '.join(('all',) + s.by)}.")
     lines += ["", "Runs:", ""] + [f"- `{r.path}`: {r.records:,} records in {len(r.files)} file(s)" for r in records.runs]
     if a.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in a.notes]
     overall = verdicts[verdicts["grouping"] == "all"] if not verdicts.empty else verdicts
     if not overall.empty:
-        lines += ["", "## Verdicts (all items)", ""]
+        lines += ["", "## Verdicts (all items; closed and open items apart)", ""]
         for r in overall.itertuples():
-            lines.append(f"- **{r.model}** — {r.summary}.")
+            label = "" if r.group == "all" else f" ({group_label(r.grouping, r.group)})"
+            lines.append(f"- **{r.model}**{label} — {r.summary}.")
             for extra in (r.leakage_text, r.baseline_text, r.other_controls):
                 if extra:
                     lines.append(f"  - {extra}")
@@ -212,12 +266,12 @@ def _write_markdown(path: Path, a: Analysis, verdicts: pd.DataFrame, errors, rec
                 lines.append(f"  - Basis: {r.basis}.")
     titles = {"verdicts": "Verdicts by group", "accuracy": "Accuracy", "paired": f"{s.reference} vs each control",
               "tracking": "Counterfactual tracking", "cochran": "Cochran's Q", "pairwise": "Model vs model",
-              "scores": "Continuous scores"}
+              "scores": "Continuous scores", "sensitivity": "Answer sensitivity (runs without controls)"}
     for name, (caption, table) in display_tables(a, verdicts).items():
         lines += ["", f"## {titles[name]}", "", caption + ".", "", to_markdown(table)]
     if errors is not None and not errors.empty:
         lines += ["", "## Model errors", "", f"{len(errors):,} records (all in tables/errors.csv):", "",
                   to_markdown(error_summary(errors)), "", "First ones:", "", to_markdown(errors.head(20))]
     lines += ["", "## How to read this report", "", DEFINITIONS]
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from numbers import Integral
 
 from volprobe.errors import InvalidValueError
 from volprobe.stats.multiple import check_correction
@@ -23,10 +24,10 @@ class ReportSettings:
         baselines: extra blind-baseline model names (``prior`` and ``prior:*`` always are).
         pairwise_controls: controls under which models are compared with each other (default: reference).
         chance_alternative: sidedness of the test against chance.
-        n_boot, n_perm, seed: bootstrap resamples, permutations, and their seed.
+        n_perm, seed: permutations of the answer-sensitivity test, and their seed.
         intersect: compare shared items when a non-counterfactual control lacks items of the
             reference (instead of failing).
-        power: power for minimum detectable effects.
+        power: power for minimum detectable effects (computed at alpha / the number of tests).
         assess_references: also run the paired tests and verdicts for the blind baselines and
             the random model (a check that the pipeline finds no volume use where none can be).
     """
@@ -38,7 +39,6 @@ class ReportSettings:
     baselines: tuple[str, ...] = ()
     pairwise_controls: tuple[str, ...] = ()
     chance_alternative: str = "two-sided"
-    n_boot: int = 2000
     n_perm: int = 10000
     seed: int = 0
     intersect: bool = False
@@ -54,6 +54,12 @@ class ReportSettings:
         check_alternative(self.chance_alternative)
         if not 0 < self.alpha < 1:
             raise InvalidValueError(f"alpha must lie in (0, 1), got {self.alpha}")
+        if not 0 < self.power < 1:
+            raise InvalidValueError(f"power must lie in (0, 1), got {self.power}")
+        if isinstance(self.n_perm, bool) or not isinstance(self.n_perm, Integral) or self.n_perm < 1:
+            raise InvalidValueError(f"n_perm must be a positive whole number, got {self.n_perm!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, Integral) or self.seed < 0:
+            raise InvalidValueError(f"seed must be a whole number >= 0, got {self.seed!r}")
         self.by, self.baselines, self.pairwise_controls = tuple(self.by), tuple(self.baselines), \
             tuple(self.pairwise_controls)
 

@@ -1,18 +1,22 @@
-"""The volume-reliance verdict: a plain-language answer per model and group, with its basis.
+"""The volume-reliance verdict: a plain-language answer per model and group, with the test that decided it.
 
 Rule (reference = the reference control, ``full``; "without the volume" = a control that removes the image
-as its records state, preferring one with no image input at all, ``text_only``, over an empty image, ``blank``):
+as its records state, preferring one with no image input at all, ``text_only``, over an empty image, ``blank``).
+The deciding test is the cluster-robust paired test of :mod:`volprobe.stats.clustered` (a t test with
+the CR2 variance; the exact sign-flip test when there are too few clusters), adjusted with every other
+primary test of the report (:func:`decide`):
 
-- **uses the volume** — accuracy is lower without the volume, the exact McNemar test is
-  significant after the report's correction, *and* the cluster-bootstrap CI of the change
-  (which resamples patients, so it respects questions sharing a volume) lies below 0;
-- **does better without the volume** — the same, with the change above 0;
-- **inconclusive** — McNemar is significant but the clustered CI includes 0;
-- **no evidence of volume use** — otherwise, stated with n and the minimum detectable drop.
+- **uses the volume** — the change in accuracy without the volume is significant and negative;
+- **does better without the volume** — significant and positive;
+- **inconclusive** — not significant, although the exact McNemar test, which treats questions on one
+  patient as independent, is (in its own family of secondary tests): the difference rests on a few patients;
+- **no evidence of volume use** — otherwise, stated with n and the minimum detectable drop;
+- **not assessed** — no control without the image was paired with the reference (one line per model
+  when the model ran no control at all).
 
-Each verdict also reports leakage (text-only accuracy against chance), the comparison of ``full``
-with the strongest blind baseline, and every other control with a significant change or (for
-counterfactuals) significant tracking.
+Each verdict also reports leakage (accuracy without the volume against chance), the paired comparison of
+the reference with the strongest blind baseline, and every other control with a significant change or
+(for counterfactuals) significant tracking, each with the test that decided it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,27 @@ import numpy as np
 import pandas as pd
 
 from volprobe.stats.analysis import Analysis
+from volprobe.stats.clustered import clusters_text, describe_test
 from volprobe.stats.multiple import correction_label
 from volprobe.stats.result import format_p
 from volprobe.stats.tables import pct, signed
 
 VERDICTS = ("uses the volume", "does better without the volume", "inconclusive", "no evidence of volume use",
             "not assessed")
+
+
+def decide(significant, change, secondary_significant) -> np.ndarray:
+    """The verdict rule (module docstring), vectorised: ``significant`` — the cluster-robust test after the
+    report's correction; ``change`` — accuracy without the volume minus with it; ``secondary_significant`` —
+    exact McNemar after its own correction. Rows with no test (NaN change) are ``not assessed``."""
+    significant = np.atleast_1d(np.asarray(significant, dtype=bool))
+    change = np.atleast_1d(np.asarray(change, dtype=float))
+    secondary = np.atleast_1d(np.asarray(secondary_significant, dtype=bool))
+    out = np.where(significant & (change < 0), VERDICTS[0],
+                   np.where(significant & (change > 0), VERDICTS[1],
+                            np.where(secondary, VERDICTS[2], VERDICTS[3]))).astype(object)
+    out[np.isnan(change)] = VERDICTS[4]
+    return out
 
 
 def _pts(x: float, sign: bool = True) -> str:
@@ -39,34 +58,49 @@ def _p(p: float) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
-def _ci(row) -> str:
-    return f"[{_pts(row.ci_low)}, {_pts(row.ci_high)}]"
+def _ci(row, prefix: str = "") -> str:
+    """The interval of a comparison, or why there is none."""
+    if getattr(row, f"{prefix}exact"):
+        return f"(no CI: only {clusters_text(getattr(row, f'{prefix}n_clusters'))})"
+    return f"[{_pts(getattr(row, f'{prefix}ci_low'))}, {_pts(getattr(row, f'{prefix}ci_high'))}]"
 
 
-def _row(table: pd.DataFrame, **match):
-    if table.empty:
-        return None
-    sel = np.ones(len(table), dtype=bool)
-    for k, v in match.items():
-        sel &= (table[k] == v).to_numpy()
-    hits = table[sel]
-    return None if hits.empty else hits.iloc[0]
+def _test(row, prefix: str = "") -> str:
+    """Short name of the test that decided a comparison, for sentences."""
+    return "exact sign-flip" if getattr(row, f"{prefix}exact") else "cluster-robust"
 
 
-def _main(row, corr: str, reference: str) -> tuple[str, str]:
+class _Rows:
+    """The rows of a table by (model, control, grouping, group), looked up as pandas Series."""
+
+    KEY = ("model", "control", "grouping", "group")
+
+    def __init__(self, table: pd.DataFrame):
+        self.table = table
+        self.index = {} if table.empty else {key: i for i, key in enumerate(zip(*(table[k] for k in self.KEY)))}
+
+    def get(self, model, control, grouping, group):
+        i = self.index.get((model, control, grouping, group))
+        return None if i is None else self.table.iloc[i]
+
+
+def _main(row, corr: str, reference: str, paired: bool = True) -> tuple[str, str]:
     if row is None:
-        return "not assessed", f"not assessed: no control without the image paired with {reference}"
+        what = "no control without the image" if paired else "no control"
+        return VERDICTS[4], f"not assessed: {what} paired with {reference}"
+    verdict = decide(row.p_cluster_significant, row.change, row.p_mcnemar_significant)[0]
     change = f"{_pts(row.change)} points {_ci(row)} without it"
-    test = f"McNemar {_p(row.p_mcnemar_adj)} ({corr})"
-    if row.p_mcnemar_significant and row.ci_high < 0:
-        return "uses the volume", f"uses the volume: {change}, {test}"
-    if row.p_mcnemar_significant and row.ci_low > 0:
-        return "does better without the volume", f"does better without the volume: {change}, {test}"
-    if row.p_mcnemar_significant:
-        return "inconclusive", (f"inconclusive: {change}; {test} but the CI, which resamples "
-                                "whole clusters, includes 0")
-    mde = "not reachable with these items" if np.isnan(row.mde) else f"{_pts(row.mde, False)} points"
-    return "no evidence of volume use", f"no evidence of volume use (n = {row.n:,}; minimum detectable drop {mde})"
+    test = f"{_test(row)} {_p(row.p_cluster_adj)} ({corr})"
+    if verdict in VERDICTS[:2]:
+        return verdict, f"{verdict}: {change}, {test}"
+    if verdict == VERDICTS[2]:
+        return verdict, (f"inconclusive: {change}; exact McNemar {_p(row.p_mcnemar_adj)} treats the questions on one "
+                         f"patient as independent, the {test} does not")
+    if row.exact and np.isnan(row.mde):
+        mde = f"not reachable with {clusters_text(row.n_clusters)}"
+    else:
+        mde = "not reachable with these items" if np.isnan(row.mde) else f"{_pts(row.mde, False)} points"
+    return verdict, f"no evidence of volume use (n = {row.n:,}; minimum detectable drop {mde})"
 
 
 def _leakage(acc, corr: str) -> tuple[object, str]:
@@ -86,11 +120,13 @@ def _baseline(acc, corr: str) -> str:
     if acc is None or pd.isna(acc.get("p_baseline", np.nan)):
         return ""
     where = (f"{acc.control} {_pts(acc.correct_shared / acc.n_baseline_shared, False)}% vs blind baseline "
-             f"{acc.baseline} {_pts(acc.baseline_accuracy, False)}% on {int(acc.n_baseline_shared):,} shared items")
+             f"{acc.baseline} {_pts(acc.baseline_accuracy, False)}% on {int(acc.n_baseline_shared):,} shared items, "
+             f"{_pts(acc.baseline_change)} points {_ci(acc, 'baseline_')}")
+    test = f"{_test(acc, 'baseline_')} {_p(acc.p_baseline_adj)} ({corr}, one-sided)"
     if acc.p_baseline_significant:
-        return f"beats the blind baseline: {where}, {_p(acc.p_baseline_adj)} ({corr}, one-sided)"
+        return f"beats the blind baseline: {where}, {test}"
     mde = "" if pd.isna(acc.get("mde_baseline")) else f"; minimum detectable gain {_pts(acc.mde_baseline, False)} points"
-    return f"not shown above the blind baseline: {where}, {_p(acc.p_baseline_adj)} ({corr}, one-sided){mde}"
+    return f"not shown above the blind baseline: {where}, {test}{mde}"
 
 
 def _others(rows: pd.DataFrame, primary: str | None, corr: str) -> list[str]:
@@ -102,14 +138,23 @@ def _others(rows: pd.DataFrame, primary: str | None, corr: str) -> list[str]:
             follows = (f"answers follow the transformed anatomy on {_pts(row.tracking_rate, False)}% of "
                        f"{int(row.n_changed):,} items whose answer changes ({_pts(row.ref_tracking_rate, False)}% with "
                        f"the original volume)")
+            test = f"{_test(row, 'tracking_')} {_p(row.p_tracking_adj)}"
             if row.p_tracking_significant:
-                out.append(f"{row.control}: {follows}, {_p(row.p_tracking_adj)} ({corr}, one-sided)")
+                out.append(f"{row.control}: {follows}, {test} ({corr}, one-sided)")
             else:
                 mde = "" if pd.isna(row.mde_tracking) else f"; minimum detectable {_pts(row.mde_tracking, False)} points"
-                out.append(f"{row.control}: no evidence of tracking ({follows}, {_p(row.p_tracking_adj)}{mde})")
-        elif row.p_mcnemar_significant:
-            out.append(f"{row.control}: {_pts(row.change)} points {_ci(row)}, McNemar {_p(row.p_mcnemar_adj)} ({corr})")
+                out.append(f"{row.control}: no evidence of tracking ({follows}, {test}{mde})")
+        elif row.p_cluster_significant:
+            out.append(f"{row.control}: {_pts(row.change)} points {_ci(row)}, {_test(row)} {_p(row.p_cluster_adj)} "
+                       f"({corr})")
     return out
+
+
+def decided_by(row) -> str:
+    """The test that decided a verdict row, in words."""
+    if row is None:
+        return ""
+    return describe_test(bool(row.exact), float(row.df), int(row.n_clusters)) + ", two-sided"
 
 
 def _basis(row, a: Analysis) -> str:
@@ -117,39 +162,55 @@ def _basis(row, a: Analysis) -> str:
         return ""
     s = a.settings
     excluded = f"; {row.n_error_excluded:,} excluded for model errors" if row.n_error_excluded else ""
-    return (f"{s.reference} vs {row.control} on {row.n:,} items{excluded}, {row.n_clusters:,} clusters "
-            f"({a.panel.cluster_level}); exact McNemar, two-sided: {row.lost:,} right only with the volume, "
-            f"{row.gained:,} right only without; {1 - s.alpha:.0%} CI: cluster bootstrap, {s.n_boot:,} resamples, "
-            f"seed {s.seed}; {correction_label(s.correction)} over {a.family_size:,} tests")
+    interval = ("no CI (too few clusters)" if row.exact
+                else f"{1 - s.alpha:.0%} CI: t interval with the CR2 cluster-robust standard error")
+    return (f"{s.reference} vs {row.control} on {row.n:,} items{excluded} in {row.n_clusters:,} clusters "
+            f"({a.panel.cluster_level}); decided by the {decided_by(row)}, {correction_label(s.correction)} over "
+            f"{a.family_size:,} tests; {interval}; exact McNemar (secondary, items as independent): {row.lost:,} right "
+            f"only with the volume, {row.gained:,} right only without, {_p(row.p_mcnemar_adj)} "
+            f"({correction_label(s.correction)} over {a.secondary_family_size:,} secondary tests)")
 
 
 def verdicts(a: Analysis) -> pd.DataFrame:
-    """One row per evaluated model and group: verdict, sentence, the change in accuracy without the
-    volume (``no_image_control`` − reference; the gain over text-only is its negative), leakage,
-    the blind-baseline comparison, other controls, and the basis of the verdict."""
+    """One row per evaluated model and group: verdict, sentence, the test that decided it, the change in
+    accuracy without the volume (``no_image_control`` − reference; the gain over text-only is its negative),
+    leakage, the blind-baseline comparison, other controls, and the basis of the verdict. A model that ran
+    no control paired with the reference gets one ``not assessed`` row (group ``all``)."""
     corr = correction_label(a.settings.correction)
     rows = []
+    paired_models = a.paired_models()
+    paired, accuracy = _Rows(a.paired), _Rows(a.accuracy)
+    by_group = {} if a.paired.empty else {key: part for key, part in a.paired.groupby(["model", "grouping", "group"],
+                                                                                      sort=False)}
     for model, role in a.roles.items():
         if not a.settings.assessed(role):
             continue
-        controls = [] if a.paired.empty else list(a.paired.loc[a.paired["model"] == model, "control"].unique())
+        if model not in paired_models:
+            verdict, sentence = _main(None, corr, a.settings.reference, paired=False)
+            rows.append({"model": model, "grouping": "all", "group": "all", "verdict": verdict, "summary": sentence,
+                         "decided_by": "", "no_image_control": None, "change_without_volume": np.nan,
+                         "ci_low": np.nan, "ci_high": np.nan, "leakage": None, "leakage_text": "",
+                         "baseline_text": "", "other_controls": "", "basis": ""})
+            continue
+        controls = list(a.paired.loc[a.paired["model"] == model, "control"].unique())
         primary = next((c for c in a.panel.no_image if c in controls), None)
         for grouping, group in a.groups.labels:
             key = {"model": model, "grouping": grouping, "group": group}
-            main = _row(a.paired, control=primary, **key) if primary else None
-            if main is None and grouping != "all" and _row(a.accuracy, **key) is None:
+            main = paired.get(model, primary, grouping, group) if primary else None
+            reference = accuracy.get(model, a.settings.reference, grouping, group)
+            if main is None and grouping != "all" and reference is None:
                 continue
             verdict, sentence = _main(main, corr, a.settings.reference)
-            leak, leak_text = _leakage(_row(a.accuracy, control=primary, **key) if primary else None, corr)
-            group_rows = a.paired[(a.paired["model"] == model) & (a.paired["grouping"] == grouping)
-                                  & (a.paired["group"] == group)] if not a.paired.empty else a.paired
+            leak, leak_text = _leakage(accuracy.get(model, primary, grouping, group) if primary else None, corr)
+            group_rows = by_group.get((model, grouping, group), a.paired.iloc[:0])
             rows.append({
-                **key, "verdict": verdict, "summary": sentence, "no_image_control": primary,
+                **key, "verdict": verdict, "summary": sentence, "decided_by": decided_by(main),
+                "no_image_control": primary,
                 "change_without_volume": main.change if main is not None else np.nan,
                 "ci_low": main.ci_low if main is not None else np.nan,
                 "ci_high": main.ci_high if main is not None else np.nan,
                 "leakage": leak, "leakage_text": leak_text,
-                "baseline_text": _baseline(_row(a.accuracy, control=a.settings.reference, **key), corr),
+                "baseline_text": _baseline(reference, corr),
                 "other_controls": "; ".join(_others(group_rows, primary, corr)),
                 "basis": _basis(main, a),
             })

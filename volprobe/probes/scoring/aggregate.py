@@ -28,6 +28,7 @@ from volprobe.jsonio import write_json_atomic
 from volprobe.manifest import write_manifest
 from volprobe.probes.scoring.answers import SECONDARY_RULES
 from volprobe.records import RunRecord
+from volprobe.scoring_rules import mean_of_group_accuracies
 
 
 def pooled_accuracy(correct: Sequence[bool]) -> float:
@@ -36,15 +37,18 @@ def pooled_accuracy(correct: Sequence[bool]) -> float:
 
 
 def group_mean_accuracy(groups: Sequence[Hashable], correct: Sequence[bool]) -> float:
-    """Unweighted mean over groups of each group's accuracy (NaN for no items)."""
+    """Unweighted mean over groups of each group's accuracy (NaN for no items); the rule is
+    :func:`volprobe.scoring_rules.mean_of_group_accuracies`, which the report uses too."""
     if len(groups) != len(correct):
         raise ValueError(f"{len(groups)} groups for {len(correct)} outcomes")
-    by_group: dict[Hashable, list[bool]] = defaultdict(list)
+    right: dict[Hashable, int] = defaultdict(int)
+    total: dict[Hashable, int] = defaultdict(int)
     for g, c in zip(groups, correct):
-        by_group[g].append(bool(c))
-    if not by_group:
+        right[g] += bool(c)
+        total[g] += 1
+    if not total:
         return float("nan")
-    return sum(pooled_accuracy(v) for v in by_group.values()) / len(by_group)
+    return float(mean_of_group_accuracies([right[g] for g in total], [total[g] for g in total]))
 
 
 def subtask_mean_accuracy(subtasks: Sequence[Hashable], correct: Sequence[bool]) -> float:
