@@ -301,7 +301,7 @@ class HFAdapter(VLMAdapter):
         state = prepared.reuse.get("hf_prefix")
         if state is None:
             n = self._prefix_length(prepared, batch[0][1], ids)
-            with torch.inference_mode():
+            with cached_generation():
                 out = self.model(**_prefix_inputs(inputs, n), use_cache=True)
             state = prepared.reuse["hf_prefix"] = (n, ids[0, :n].clone(), out.past_key_values, _rope_state(self.model))
         n, prefix_ids, cache, rope = state

@@ -223,9 +223,7 @@ def m3d_bench_prompt(item) -> str:
 
 def prefix_cache(language_model, prefix_embeds):
     """The key/value cache of a prompt prefix (``1 x n x hidden`` embeddings) in ``language_model``."""
-    import torch
-
-    with torch.inference_mode():
+    with cached_generation():
         return language_model(inputs_embeds=prefix_embeds, use_cache=True).past_key_values
 
 

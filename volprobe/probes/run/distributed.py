@@ -229,8 +229,7 @@ def run_on_ray(options: RayOptions, *, model: ModelAdapter, label: str, controls
     n = min(_worker_count(ray, options), len({u.case for u in units}) * len(controls))
     remote = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker,
                         max_restarts=options.max_restarts)(Worker)
-    model_ref = ray.put(model)
-    actors = {w: remote.remote(model_ref, label, list(controls), seed, batch_size, paths,
+    actors = {w: remote.remote(model, label, list(controls), seed, batch_size, paths,
                                str(base_dir) if base_dir else None, cases, volume_reader) for w in range(n)}
     result.workers = n
     scheduler = _Scheduler(units)
