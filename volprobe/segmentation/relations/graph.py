@@ -146,12 +146,12 @@ class RelationGraph:
     def max_spacing_mm(self) -> float:
         return float(max(self.grid["spacing"]))
 
-    @property
+    @cached_property
     def voxel_widths_mm(self) -> tuple[float, float, float]:
         """Width of one voxel along patient x, y, z (mm; :func:`voxel_widths`)."""
         return voxel_widths(np.asarray(self.grid["affine"]))
 
-    @property
+    @cached_property
     def voxel_diagonal_mm(self) -> float:
         """The longest diagonal of one voxel (mm; :func:`voxel_diagonal`)."""
         return voxel_diagonal(np.asarray(self.grid["affine"]))

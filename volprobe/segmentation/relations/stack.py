@@ -48,6 +48,7 @@ cases, answers 0 (``missing``) for the cases that lack it instead.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -104,13 +105,18 @@ def _first(default, *cases: tuple[np.ndarray, int]) -> np.ndarray:
     return out.astype(np.int8)
 
 
-def _margin_reason(margin: np.ndarray, base: np.ndarray, voxel: np.ndarray, partner: np.ndarray) -> np.ndarray:
+def _margin_reason(margin: np.ndarray, base: np.ndarray, voxel: np.ndarray,
+                   partner: np.ndarray | None) -> np.ndarray:
     """Where ``margin`` is at most max(base, voxel, partner): which threshold stops it (``under_margin``
     first, then ``partner_margin``, then ``under_voxel_margin``); 0 where it clears them all."""
-    return _first(np.zeros(margin.shape, np.int8), (margin <= base, UNDER_MARGIN), (margin <= partner, PARTNER),
-                  (margin <= voxel, UNDER_VOXEL))
+    cases = [(margin <= base, UNDER_MARGIN)]
+    if partner is not None:
+        cases.append((margin <= partner, PARTNER))
+    cases.append((margin <= voxel, UNDER_VOXEL))
+    return _first(np.zeros(margin.shape, np.int8), *cases)
 
 
+@lru_cache(maxsize=65536)
 def is_partner(a: str, b: str) -> bool:
     """a and b are a left/right pair (``kidney_left``, ``kidney_right``)."""
     return a != b and mirror_name(a) == b
@@ -214,19 +220,25 @@ class RelationStack:
                                                 rows[:, 2], rows[:, 3])
         return got
 
-    def _partners(self, a: str, b: str) -> np.ndarray:
-        """Per case: are a and b a left/right pair (:func:`is_partner`, by the rows' ``aliases`` if any)?"""
+    def _partners(self, a: str, b: str) -> np.ndarray | None:
+        """Per case: are a and b a left/right pair (:func:`is_partner`, by the rows' ``aliases`` if any)?
+        None where they are not in any case."""
         if self._aliases is None:
-            return np.full(len(self.cases), is_partner(a, b))
-        return np.array([is_partner(al.get(a, a), al.get(b, b)) for al in self._aliases], dtype=bool)
+            return np.ones(len(self.cases), bool) if is_partner(a, b) else None
+        got = np.array([is_partner(al.get(a, a), al.get(b, b)) for al in self._aliases], dtype=bool)
+        return got if got.any() else None
 
     def _thresholds(self, base: np.ndarray, k: int, a: str, b: str) -> tuple[np.ndarray, tuple]:
-        """(threshold, (base, voxel floor, partner floor)) along patient axis k per case, for structures a and b
-        (the partner floor is 0 where they are not left/right partners)."""
+        """(threshold, (base, voxel floor, partner floor or None)) along patient axis k per case, for structures
+        a and b (the partner floor is 0 where they are not left/right partners, None where they never are)."""
         width = self.voxel_width[:, k]
         voxel = self.voxel_multiple * width
-        part = np.where(self._partners(a, b), np.maximum(self.partner_margin, self.partner_voxel_multiple * width), 0.0)
-        return np.maximum(np.maximum(base, voxel), part), (base, voxel, part)
+        thr = np.maximum(base, voxel)
+        partners = self._partners(a, b)
+        if partners is None:
+            return thr, (base, voxel, None)
+        part = np.where(partners, np.maximum(self.partner_margin, self.partner_voxel_multiple * width), 0.0)
+        return np.maximum(thr, part), (base, voxel, part)
 
     def _cut(self, j: int, k: int) -> np.ndarray:
         """The field of view cuts structure column j along axis k (at either end)."""
