@@ -40,7 +40,7 @@ def test_cli_writes_items_and_a_manifest_with_balance_priors_and_leakage(relatio
     items = read_items(out)
     assert len(items) == 12 * 40
     m = json.loads((tmp_path / "items.jsonl.manifest.json").read_text())
-    assert m["seed"] == 2 and m["generator_version"] == "volprobe.questions/2"
+    assert m["seed"] == 2 and m["generator_version"] == "volprobe.questions/3"
     assert m["counts"]["total"] == len(items) and sum(m["counts"]["category"].values()) == len(items)
     assert set(m["balance"]) == {f"{it.metadata['category']}/{it.metadata['format']}" for it in items}
     assert len(m["cases"]) == 12 and all(c["labels_hash"] for c in m["cases"])

@@ -127,17 +127,35 @@ def test_nothing_is_asked_when_every_relation_is_indeterminate():
 
 
 @pytest.mark.parametrize("which", ["phantom_set", "fixture_set"])
-def test_fov_cut_structures_are_never_used_for_size_or_extent(which, request):
+def test_nothing_asked_rests_on_what_the_field_of_view_cuts(which, request):
+    """Sizes of cut structures are never compared; no centroid is used along an axis that cuts its structure;
+    "reaches further" only where the visible parts prove it (the others not cut at that end); "stays on one
+    side" never of a cut structure (the hidden part may cross)."""
     graphs, qs = request.getfixturevalue(which)
     by_case = {g.case: g for g in (graphs if isinstance(graphs, list) else [graphs])}
-    checked = 0
+    checked = Counter()
     for it in qs.items:
-        if it.metadata["category"] in ("size", "extent"):
-            checked += 1
-            assert not any(by_case[it.case].structures[n].touches_border for n in it.evidence["structures"]), it.question
-    assert checked > 20
-    if which == "fixture_set":  # the fixture has 33 cut structures: the rule had work to do
+        st, spec = by_case[it.case].structures, it.metadata["relation"]
+        names, kind, crit = it.evidence["structures"], spec["kind"], spec.get("criterion")
+        if crit == "size":
+            assert not any(st[n].touches_border for n in names), it.question
+        elif kind == "direction" or crit in ("axis", "midline") or kind == "side":
+            axis = "lr" if kind == "side" or crit == "midline" else spec["axis"]
+            assert not any(st[n].cut(axis) for n in names), it.question
+        elif crit == "reach":
+            winner = relation_outcome(spec, by_case[it.case])[0]
+            end = 1 if spec["toward"] == "superior" else 0
+            assert not any((st[n].cut_low, st[n].cut_high)[end][2] for n in names if n != winner), it.question
+        elif kind == "crosses_midline" and relation_outcome(spec, by_case[it.case])[0] == "no":
+            assert not st[names[0]].touches_border, it.question
+        else:
+            continue
+        checked[kind if crit is None else crit] += 1
+        checked["cut"] += any(st[n].touches_border for n in names)
+    assert min(checked[k] for k in ("size", "axis", "midline", "reach", "direction", "side")) > 5, checked
+    if which == "fixture_set":  # the fixture has 33 cut structures: the rules had work to do, and let some through
         assert sum(s.touches_border for s in by_case["example"].structures.values()) > 20
+        assert checked["cut"] > 20
 
 
 @pytest.mark.parametrize("which", ["phantom_set", "fixture_set"])
@@ -303,10 +321,10 @@ def test_jittered_phantoms_give_non_prior_fixed_families_with_both_answers():
     assert len(free) >= 4
     assert all(len(row["outcomes"]) >= 2 for row in free.values())
     assert any(len(row["answers"]) >= 2 for row in free.values())
-    # the relations the phantom generator flips are among them; the liver stays on the right
+    # the relations the phantom generator flips are among them; the spleen stays on the left
     assert any(f.startswith("direction.si.") and "kidney_left" in f and "kidney_right" in f for f in free)
     assert any(f.startswith("extreme.size.") and f.split(":")[1] == "kidney_left,kidney_right" for f in free)
-    assert qs.families["side.yes_no:liver:asserts=right"]["prior_fixed"] is True
+    assert qs.families["side.yes_no:spleen:asserts=left"]["prior_fixed"] is True
     fixed_items = [it for it in qs.items if it.metadata["prior_fixed"]]
     assert fixed_items and all(it.metadata["prior_share"] >= 0.9 for it in fixed_items)
     # per family, the outcomes counted across cases are the item's own relation's, in its own terms

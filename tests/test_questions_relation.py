@@ -101,7 +101,7 @@ def test_mirrored_outcome_equals_the_outcome_on_the_mirrored_graph(axis):
         got, want = mirrored_outcome(spec, g, axis), relation_outcome(spec, m)
         assert got == (None if want is None else (want[0], pytest.approx(want[1], abs=1e-6))), spec
         decided += want is not None
-    assert decided > 300
+    assert decided > 200  # the fixture's slab cuts most of these structures along si: no centroid there
 
 
 def test_answer_from_graph_refuses_what_the_graph_cannot_decide():

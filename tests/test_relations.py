@@ -78,10 +78,13 @@ def test_real_fixture_anatomy_in_every_orientation(fixture_labels, orientation):
     g = graph_in(fixture_labels, orientation)
     if orientation != "oblique":
         assert "".join(nib.aff2axcodes(np.array(g.grid["affine"]))) == orientation
-    for organ in ("liver", "gallbladder"):
+    for organ in ("gallbladder", "inferior_vena_cava", "kidney_right"):
         assert g.side(organ).value == "right", organ
-    for organ in ("spleen", "stomach", "kidney_left"):
+    for organ in ("spleen", "aorta", "kidney_left"):
         assert g.side(organ).value == "left", organ
+    # the liver's left lobe crosses the midline (11% of its voxels): it does not lie on one side
+    assert g.side("liver").value == "indeterminate"
+    assert g.structures["liver"].left_share == pytest.approx(0.11, abs=0.02)
     assert g.direction("gallbladder", "kidney_right", "ap").value == "anterior"
     assert g.direction("kidney_right", "gallbladder", "ap").value == "posterior"
     assert g.direction("aorta", "inferior_vena_cava", "lr").value == "left"
@@ -123,7 +126,7 @@ def test_audit_catches_mirrored_voxels_with_header_kept(fixture_labels, orientat
     g = build_relation_graph(corrupted)
     assert not g.audit.passed and g.audit.mirrored_likely
     assert {"kidney_left", "kidney_right"} <= {c.name for c in g.audit.mismatches}
-    assert g.side("liver").value == "left"  # what the corrupted file claims; the audit is what flags it
+    assert g.side("gallbladder").value == "left"  # what the corrupted file claims; the audit is what flags it
     assert "MIRRORED" in g.audit.summary()
 
 
@@ -213,15 +216,24 @@ def test_mirrored_graph_equals_graph_of_mirrored_image(fixture_labels):
     mirrored = g.mirrored("lr")
     assert set(mirrored.structures) == set(truth.structures)
     for name, s in truth.structures.items():
-        assert np.allclose(mirrored.structures[name].centroid_mm, s.centroid_mm, atol=1e-6), name
-        assert np.allclose(mirrored.structures[name].min_mm, s.min_mm, atol=1e-6), name
+        m = mirrored.structures[name]
+        assert np.allclose(m.centroid_mm, s.centroid_mm, atol=1e-6), name
+        assert np.allclose(m.min_mm, s.min_mm, atol=1e-6), name
+        assert (m.cut_low, m.cut_high) == (s.cut_low, s.cut_high), name
+        assert (m.left_share, m.right_share) == pytest.approx((s.left_share, s.right_share), abs=1e-9), name
     assert mirrored.audit.passed and truth.audit.passed
-    assert mirrored.side("liver").value == "left" and mirrored.side("spleen").value == "right"
+    assert mirrored.midline.uncertainty_mm == pytest.approx(truth.midline.uncertainty_mm, abs=1e-9)
+    assert mirrored.side("gallbladder").value == "left" and mirrored.side("spleen").value == "right"
     for axis in ("si", "ap"):
         flipped = g.mirrored(axis)
-        assert flipped.direction("vertebrae_T11", "vertebrae_L2", "si").value == (
+        assert flipped.direction("vertebrae_T11", "vertebrae_L2", "si").value == "indeterminate"  # both cut along si
+        assert flipped.extent_relation("vertebrae_T11", "vertebrae_L2", "si").value == (
             "inferior" if axis == "si" else "superior")
-        assert flipped.side("liver").value == "right"
+        assert flipped.side("gallbladder").value == "right"
+        k = ("lr", "ap", "si").index(axis)
+        for name, s in g.structures.items():
+            assert (flipped.structures[name].cut_low[k], flipped.structures[name].cut_high[k]) == (
+                s.cut_high[k], s.cut_low[k]), name
 
 
 def test_json_round_trip_and_bad_files(tmp_path, fixture_labels):

@@ -101,7 +101,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
     graphs = []
     for c in tqdm(cases, desc="relations", unit="case", disable=not progress):
         target, seg = rel_dir / f"{c['case_id']}.json", out / "phantoms" / c["files"]["seg"]["path"]
-        if not target.exists() or target.stat().st_mtime < seg.stat().st_mtime:  # reuse only up-to-date graphs
+        if not _reusable_relations(target, seg):
             relations_for_case(out / "phantoms" / c["files"]["ct"]["path"], seg, target, case=c["case_id"])
         graphs.append(target)
     stage("relations")
@@ -172,6 +172,19 @@ def _drop(paired: pd.DataFrame, name: str, control: str) -> Expectation:
     met = bool(row.p_cluster_significant) and row.change < 0
     return Expectation(name, met, f"change {row.change * 100:+.1f} points (n = {row.n}, {row.n_clusters} patients), "
                                   f"adjusted cluster-robust p = {row.p_cluster_adj:.2g}")
+
+
+def _reusable_relations(target: Path, seg: Path) -> bool:
+    """A relations file from an earlier run: newer than its masks and in this volprobe's format version."""
+    from volprobe.jsonio import read_json
+    from volprobe.segmentation.relations.graph import RELATIONS_VERSION
+
+    if not target.exists() or target.stat().st_mtime < seg.stat().st_mtime:
+        return False
+    try:
+        return read_json(target).get("version") == RELATIONS_VERSION
+    except (OSError, ValueError):
+        return False
 
 
 def check_expectations(paired: pd.DataFrame, verdicts: pd.DataFrame, controls) -> list[Expectation]:

@@ -9,6 +9,10 @@ Everything comes from a few vectorised passes over the label array:
   Extremes of any linear function (such as a patient coordinate) over a structure are attained
   on its boundary, so extents along patient axes are exact for any affine, oblique included;
   boundary points also feed the surface distances in :mod:`volprobe.segmentation.relations.graph`.
+* **cuts by the field of view** — per patient axis and end, from the array faces a structure touches
+  (:func:`face_cuts`): the parts of it a reader cannot see, so that no relation rests on them.
+* **side counts** — voxels on each side of a sagittal plane, counted per run without visiting voxels
+  (:func:`side_counts`): along a run patient x changes linearly, for any affine.
 
 Extents are voxel *centres* in mm (a structure one voxel thick has zero extent).
 """
@@ -22,6 +26,12 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from volprobe.errors import MaskError
+
+#: A face of the array also cuts along every patient axis its outward normal makes an angle of at most
+#: 60° with (normal component ≥ cos 60° = 0.5), besides the axis it is closest to; see :func:`face_cuts`.
+FACE_AXIS_MIN_COSINE = 0.5
+#: Voxel centres closer than this (mm) to a sagittal plane count on neither side of it (:func:`side_counts`).
+ON_PLANE_MM = 1e-6
 
 
 @dataclass(frozen=True)
@@ -37,8 +47,15 @@ class StructureStats:
         min_mm, max_mm: smallest and largest voxel-centre coordinate along x (R), y (A), z (S), in mm.
         components: number of connected components (26- or 6-connectivity, see ``connectivity``).
         touches_border: the structure reaches the edge of the scan, so the field of view may cut it
-            (never use it for size or extent claims).
+            (never use it for size claims).
         axial_slices: first and last index along the volume's axial array axis that contain it.
+        cut_low, cut_high: per patient axis ('lr', 'ap', 'si'), the field of view cuts the structure at
+            that axis's negative end (patient's left, posterior, inferior) / positive end (right, anterior,
+            superior): it touches an array face that lies at that end (:func:`face_cuts`). A centroid
+            along a cut axis, and an extreme point at a cut end, are not the structure's.
+        left_share, right_share: share of its voxels whose centres lie on the patient's left / right of
+            the body midline (voxels on the midline count on neither side); NaN until the midline is
+            known (:func:`~volprobe.segmentation.relations.graph.build_relation_graph` fills them in).
     """
 
     name: str
@@ -51,13 +68,24 @@ class StructureStats:
     components: int
     touches_border: bool
     axial_slices: tuple[int, int]
+    cut_low: tuple[bool, bool, bool] = (False, False, False)
+    cut_high: tuple[bool, bool, bool] = (False, False, False)
+    left_share: float = float("nan")
+    right_share: float = float("nan")
+
+    def cut(self, axis: str) -> str | None:
+        """Where the field of view cuts it along patient ``axis``: 'low', 'high', 'both' or None."""
+        k = ("lr", "ap", "si").index(axis)
+        return {(True, True): "both", (True, False): "low", (False, True): "high"}.get(
+            (self.cut_low[k], self.cut_high[k]))
 
     def to_dict(self) -> dict:
         return {
             "label": self.label, "voxels": self.voxels, "volume_ml": self.volume_ml,
             "centroid_mm": list(self.centroid_mm), "min_mm": list(self.min_mm), "max_mm": list(self.max_mm),
             "components": self.components, "touches_border": self.touches_border,
-            "axial_slices": list(self.axial_slices),
+            "axial_slices": list(self.axial_slices), "cut_low": list(self.cut_low), "cut_high": list(self.cut_high),
+            "left_share": self.left_share, "right_share": self.right_share,
         }
 
     @classmethod
@@ -65,7 +93,9 @@ class StructureStats:
         return cls(name=name, label=int(d["label"]), voxels=int(d["voxels"]), volume_ml=float(d["volume_ml"]),
                    centroid_mm=tuple(d["centroid_mm"]), min_mm=tuple(d["min_mm"]), max_mm=tuple(d["max_mm"]),
                    components=int(d["components"]), touches_border=bool(d["touches_border"]),
-                   axial_slices=(int(d["axial_slices"][0]), int(d["axial_slices"][1])))
+                   axial_slices=(int(d["axial_slices"][0]), int(d["axial_slices"][1])),
+                   cut_low=tuple(bool(v) for v in d["cut_low"]), cut_high=tuple(bool(v) for v in d["cut_high"]),
+                   left_share=float(d["left_share"]), right_share=float(d["right_share"]))
 
 
 @dataclass
@@ -206,6 +236,65 @@ def count_components(runs: Runs, shape: tuple[int, int, int], connectivity: int 
     return {int(a): int(c) for a, c in zip(ids, counts)}
 
 
+def face_cuts(affine: np.ndarray) -> np.ndarray:
+    """Which patient axis and end each face of the array lies at: bool (3, 2, 3, 2), indexed
+    [array axis, face (0: index 0, 1: last index), patient axis (lr, ap, si), end (0: low, 1: high)].
+
+    A face's outward normal (patient frame) is the row of the inverse direction matrix for its array
+    axis (orthogonal to the face's own two axes; exact for sheared grids too), negated for the index-0
+    face. The face lies at the low or high end of the patient axis that normal is closest to, by the
+    sign of its component there. On an oblique grid a face is tilted toward the other patient axes as
+    well, and what lies beyond it reaches along them in proportion: the face also counts along every
+    other patient axis whose normal component is at least :data:`FACE_AXIS_MIN_COSINE` (tilted by 30°
+    or more toward it), so that a 45° face cuts along both axes it lies between. For axis-aligned grids
+    and the tilts of ordinary scans (gantry tilt up to 30°) each face cuts along one patient axis.
+    """
+    m = np.asarray(affine, dtype=float)[:3, :3]
+    normals = np.linalg.inv(m)  # row a: normal of the faces of array axis a (its dot with column a is 1)
+    normals = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+    out = np.zeros((3, 2, 3, 2), dtype=bool)
+    for a in range(3):
+        closest = int(np.argmax(np.abs(normals[a])))
+        for face, sign in ((0, -1.0), (1, 1.0)):
+            n = sign * normals[a]
+            for k in range(3):
+                if k == closest or abs(n[k]) >= FACE_AXIS_MIN_COSINE:
+                    out[a, face, k, int(n[k] > 0)] = True
+    return out
+
+
+def side_counts(runs: Runs, shape: tuple[int, int, int], affine: np.ndarray, x_mm: float,
+                labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(voxels left of, voxels right of) the sagittal plane at patient x = ``x_mm`` for each label in
+    ``labels`` (ascending, as in ``runs``); voxel centres within :data:`ON_PLANE_MM` of it count on neither.
+
+    Exact for any affine without visiting voxels: along a run (last array axis, k = start..end) the
+    patient x of voxel centres is x0 + c·k, so the counts beyond the plane are index ranges.
+    """
+    m = np.asarray(affine, dtype=float)
+    n_j = shape[1]
+    i, j = runs.row // n_j, runs.row % n_j
+    x0 = m[0, 0] * i + m[0, 1] * j + m[0, 3]
+    c = m[0, 2]
+    start, end = runs.start.astype(np.float64), runs.end.astype(np.float64)
+    length = end - start + 1
+    if abs(c) < 1e-12:
+        right = np.where(x0 > x_mm + ON_PLANE_MM, length, 0.0)
+        left = np.where(x0 < x_mm - ON_PLANE_MM, length, 0.0)
+    else:
+        hi_k = (x_mm + ON_PLANE_MM - x0) / c  # x > x_mm + eps beyond this k (on the side c points to)
+        lo_k = (x_mm - ON_PLANE_MM - x0) / c  # x < x_mm - eps beyond this k (on the other side)
+        if c > 0:
+            right = np.clip(end - np.maximum(start, np.floor(hi_k) + 1) + 1, 0, None)
+            left = np.clip(np.minimum(end, np.ceil(lo_k) - 1) - start + 1, 0, None)
+        else:
+            right = np.clip(np.minimum(end, np.ceil(hi_k) - 1) - start + 1, 0, None)
+            left = np.clip(end - np.maximum(start, np.floor(lo_k) + 1) + 1, 0, None)
+    where = np.searchsorted(labels, runs.label)
+    n = len(labels)
+    return (np.bincount(where, weights=left, minlength=n)[:n], np.bincount(where, weights=right, minlength=n)[:n])
+
+
 def structure_stats(labels: np.ndarray, affine: np.ndarray, names: dict[int, str], *,
                     connectivity: int = 26, runs: Runs | None = None,
                     boundary: BoundaryPoints | None = None) -> dict[str, StructureStats]:
@@ -238,6 +327,9 @@ def structure_stats(labels: np.ndarray, affine: np.ndarray, names: dict[int, str
     lo = np.stack([i_min, j_min, k_min], axis=1)
     hi = np.stack([i_max, j_max, k_max], axis=1)
     touches = np.any(lo == 0, axis=1) | np.any(hi == np.array(shape) - 1, axis=1)
+    # faces touched (structure, array axis, face) → cut ends (structure, patient axis, end)
+    on_face = np.stack([lo == 0, hi == np.array(shape) - 1], axis=2)
+    cuts = np.einsum("naf,afke->nke", on_face.astype(np.int64), face_cuts(affine).astype(np.int64)) > 0
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
     components = count_components(runs, shape, connectivity)
     directions = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
@@ -255,5 +347,6 @@ def structure_stats(labels: np.ndarray, affine: np.ndarray, names: dict[int, str
             min_mm=tuple(float(v) for v in pts.min(axis=0)), max_mm=tuple(float(v) for v in pts.max(axis=0)),
             components=components.get(lab_id, 0), touches_border=bool(touches[n]),
             axial_slices=(int(lo[n, axial]), int(hi[n, axial])),
+            cut_low=tuple(bool(v) for v in cuts[n, :, 0]), cut_high=tuple(bool(v) for v in cuts[n, :, 1]),
         )
     return out

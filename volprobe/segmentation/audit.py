@@ -18,44 +18,84 @@ from volprobe.segmentation.names import is_vertebra, side_of
 
 @dataclass(frozen=True)
 class Midline:
-    """Patient x (RAS mm) of the body's midsagittal plane and what it was estimated from."""
+    """Patient x (RAS mm) of the body's midsagittal plane, what it was estimated from, and how uncertain it is.
+
+    ``uncertainty_mm``: the spread (largest minus smallest x) of the estimates that were available —
+    spinal cord centroid, vertebrae centroid (voxel-weighted), body centre — so every one of them lies
+    within ``x_mm ± uncertainty_mm``; 0 when only one was available. Relations judged against the
+    midline must hold for every midline within that band (:mod:`volprobe.segmentation.relations.stack`).
+    ``estimates``: source → x (mm) of each estimate.
+    """
 
     x_mm: float
     source: str  # 'spinal_cord', 'vertebrae', 'body', 'labels'
+    uncertainty_mm: float = 0.0
+    estimates: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
-        return {"x_mm": self.x_mm, "source": self.source}
+        return {"x_mm": self.x_mm, "source": self.source, "uncertainty_mm": self.uncertainty_mm,
+                "estimates": dict(self.estimates)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Midline":
+        return cls(float(d["x_mm"]), d["source"], float(d["uncertainty_mm"]),
+                   {k: float(v) for k, v in d["estimates"].items()})
+
+    def reflected(self, c2: float) -> "Midline":
+        """The midline of the image mirrored left–right about x = c2 / 2 (x → c2 − x)."""
+        return Midline(c2 - self.x_mm, self.source, self.uncertainty_mm,
+                       {k: c2 - v for k, v in self.estimates.items()})
 
 
 def estimate_midline(structures: Mapping[str, StructureStats], body_x_mm: float | None = None) -> Midline:
-    """Midline from the spinal cord, else the vertebrae (voxel-weighted), else the body centre, else all labels."""
+    """Midline from the spinal cord, else the vertebrae (voxel-weighted), else the body centre, else all labels;
+    its uncertainty is the spread of the cord, vertebrae and body estimates that are available."""
+    estimates: dict[str, float] = {}
     if "spinal_cord" in structures:
-        return Midline(structures["spinal_cord"].centroid_mm[0], "spinal_cord")
+        estimates["spinal_cord"] = float(structures["spinal_cord"].centroid_mm[0])
     verts = [s for n, s in structures.items() if is_vertebra(n)]
     if verts:
         w = np.array([s.voxels for s in verts], float)
         x = np.array([s.centroid_mm[0] for s in verts])
-        return Midline(float((w * x).sum() / w.sum()), "vertebrae")
+        estimates["vertebrae"] = float((w * x).sum() / w.sum())
     if body_x_mm is not None:
-        return Midline(float(body_x_mm), "body")
+        estimates["body"] = float(body_x_mm)
+    if estimates:
+        source = next(iter(estimates))
+        spread = max(estimates.values()) - min(estimates.values())
+        return Midline(estimates[source], source, float(spread), estimates)
     w = np.array([s.voxels for s in structures.values()], float)
     x = np.array([s.centroid_mm[0] for s in structures.values()])
     return Midline(float((w * x).sum() / max(w.sum(), 1.0)), "labels")
 
 
 def body_centre_x(volume, threshold_hu: float = -500.0) -> float | None:
-    """Centre (RAS x, mm) of the body's left–right extent: voxels above ``threshold_hu``."""
+    """Centre (RAS x, mm) of the body's left–right extent, or None when it is unknown.
+
+    The body is the largest connected region of voxels above ``threshold_hu`` in the projection along the
+    axial array axis (so the table and other objects apart from it do not count). None when nothing is
+    above the threshold, or when the body reaches the left or right edge of the scan: the field of view
+    cuts it there, so the middle of what is visible is not the body's centre.
+    """
+    from scipy import ndimage
+
     arr = np.asarray(volume.array)
-    lr_axis = volume.array_axis("lr")
-    other = tuple(a for a in range(3) if a != lr_axis)
-    profile = (arr > threshold_hu).any(axis=other)
-    idx = np.flatnonzero(profile)
-    if not len(idx):
+    lr_axis, axial = volume.array_axis("lr"), volume.axial_axis
+    if lr_axis == axial:
         return None
-    centre = np.zeros(3)
+    projected = (arr > threshold_hu).any(axis=axial)  # the two other array axes, in order
+    regions, n = ndimage.label(projected)
+    if n == 0:
+        return None
+    sizes = np.bincount(regions.ravel())
+    sizes[0] = 0
+    body = regions == int(sizes.argmax())
+    lr_2d = [a for a in range(3) if a != axial].index(lr_axis)
+    idx = np.flatnonzero(body.any(axis=1 - lr_2d))
+    if idx[0] == 0 or idx[-1] == arr.shape[lr_axis] - 1:
+        return None
+    centre = np.array([(n_a - 1) / 2.0 for n_a in arr.shape])
     centre[lr_axis] = (idx[0] + idx[-1]) / 2.0
-    for a in other:
-        centre[a] = (arr.shape[a] - 1) / 2.0
     return float(volume.voxel_to_patient(centre[None])[0, 0])
 
 
@@ -112,7 +152,7 @@ class LateralityAudit:
     @classmethod
     def from_dict(cls, d: dict) -> "LateralityAudit":
         return cls(passed=d["passed"], mirrored_likely=d["mirrored_likely"],
-                   midline=Midline(d["midline"]["x_mm"], d["midline"]["source"]), margin_mm=d["margin_mm"],
+                   midline=Midline.from_dict(d["midline"]), margin_mm=d["margin_mm"],
                    checks=tuple(SideCheck(c["name"], c["named_side"], c["offset_mm"], c["status"])
                                 for c in d["checks"]))
 

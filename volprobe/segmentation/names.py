@@ -1,7 +1,8 @@
 """TotalSegmentator structure names: side, mirroring, and plain English.
 
 ``kidney_left`` → side 'left', mirror ``kidney_right``, plain "left kidney";
-``vertebrae_L1`` → "L1 vertebra"; ``rib_left_7`` → "left 7th rib".
+``vertebrae_L1`` → "L1 vertebra"; ``rib_left_7`` → "left 7th rib". Each plain name keeps its
+grammatical number (:func:`is_plural`: "the costal cartilages *are*", "the liver *is*").
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ _NOUN = {
     "clavicula": "{side} clavicle",
     "hip": "{side} hip bone",
 }
+#: Plain names that are plural: the structure is several things ("portal and splenic veins").
+_PLURAL = frozenset({"portal_vein_and_splenic_vein", "pulmonary_vein", "costal_cartilages", "vertebrae"})
+#: Last words ending in -s that are singular nouns (Latin and Greek ones among TotalSegmentator's names).
+_SINGULAR_S = ("us", "ss", "as", "is", "os")
 
 
 def side_of(name: str) -> str | None:
@@ -89,6 +94,20 @@ def plain_name(name: str) -> str:
             return _NOUN[base].format(side=side)
         return f"{side} {base.replace('_', ' ')}"
     return name.replace("_", " ")
+
+
+def is_plural(name: str) -> bool:
+    """Whether :func:`plain_name` of ``name`` is a plural noun phrase (its verbs take "are", "do", "touch").
+
+    TotalSegmentator's plural classes are listed (``costal_cartilages``, ``pulmonary_vein`` → "pulmonary
+    veins", ...); any other name is plural when its plain name joins two things with "and" or its last
+    word ends in -s but not in a singular Latin or Greek ending ("pancreas", "humerus", "gluteus maximus").
+    """
+    if name in _PLURAL:
+        return True
+    plain = plain_name(name)
+    last = plain.rsplit(" ", 1)[-1]
+    return " and " in plain or (last.endswith("s") and not last.endswith(_SINGULAR_S))
 
 
 def is_vertebra(name: str) -> bool:

@@ -7,6 +7,11 @@ least ``min_volume_ml``; not excluded) and whose relation is clear there. A unit
 A family tagged prior_fixed false is asked in a case with a probability that balances its answers
 across cases (:data:`~volprobe.probes.questions.balance.FAMILY_BALANCE_RULE`).
 
+A relation is clear when the relation rules decide it
+(:class:`~volprobe.segmentation.relations.stack.RelationStack`: margins that respect the voxel size,
+the partner margin, the midline's uncertainty, nothing resting on what the field of view cuts). What
+they refuse is counted, per category and reason, in :attr:`QuestionSet.refused` (:data:`REFUSED_RULE`).
+
 Gold answers, counterfactual golds (under every mirror control, see
 :func:`~volprobe.controls.counterfactual_axes`) and the oracle all come from
 :func:`~volprobe.probes.questions.relation.answer_from_graph` semantics: the gold is the spec's
@@ -55,15 +60,22 @@ from volprobe.probes.questions.templates import open_answer, render, template_fa
 from volprobe.seeding import mix64, stable_hash
 from volprobe.segmentation.names import side_of
 from volprobe.segmentation.relations.graph import RelationGraph
-from volprobe.segmentation.relations.stack import RelationStack
+from volprobe.segmentation.relations.stack import MISSING, REASONS, RelationStack
 from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE
 
-GENERATOR_VERSION = "volprobe.questions/2"
+GENERATOR_VERSION = "volprobe.questions/3"
 TASK = "spatial"
 #: Sample cases on which a key's relation must be clear once for the key to enter its family's stream.
 ACCEPT_CASES = 8
 #: A balanced family's answers never differ by more than this many items (FAMILY_BALANCE_RULE).
 MAX_AHEAD = 2
+REFUSED_RULE = """\
+Questions the generator considered and did not ask because the relation rules refuse them (the reasons
+are volprobe.segmentation.relations.stack.REASONS), per category and reason. A question whose structures
+a case has (large enough, not blocked by a failed laterality audit) counts once in each case that reached
+it in its family's stream; a question a family's stream drops for the whole run (undecided in every
+one of the first sample cases) counts once in each sample case that has its structures. Questions not
+drawn for answer balance, or never reached because the case had enough items, do not count."""
 
 
 class QuestionError(VolprobeError, ValueError):
@@ -135,10 +147,23 @@ class QuestionSet:
     families: dict[str, dict]
     warnings: list[str] = field(default_factory=list)
     leakage: Any = None
+    #: (category, reason) → questions refused (:data:`REFUSED_RULE`)
+    refused_counts: Counter = field(default_factory=Counter)
 
     @cached_property
     def counts(self) -> dict:
         return counts_table(self.items)
+
+    @cached_property
+    def refused(self) -> dict:
+        """Questions refused by the relation rules (:data:`REFUSED_RULE`): total, per reason, per category."""
+        by_reason: Counter = Counter()
+        by_category: dict[str, Counter] = defaultdict(Counter)
+        for (category, reason), n in self.refused_counts.items():
+            by_reason[reason] += n
+            by_category[category][reason] += n
+        return {"total": sum(by_reason.values()), "by_reason": dict(by_reason.most_common()),
+                "by_category": {c: dict(by_category[c].most_common()) for c in CATEGORIES if c in by_category}}
 
     @cached_property
     def balance(self) -> dict:
@@ -151,6 +176,7 @@ class QuestionSet:
             "family_balance_rule": FAMILY_BALANCE_RULE if self.settings.family_balance else None,
             "families": self.families, "cases": self.cases, "warnings": self.warnings,
             "leakage": self.leakage.to_dict() if self.leakage is not None else None,
+            "refused": {**self.refused, "rule": REFUSED_RULE},
         }
 
     def __str__(self) -> str:
@@ -161,6 +187,10 @@ class QuestionSet:
         for cell, b in self.balance.items():
             lines.append(f"{cell:34s} {b['n']:6d}  {b['answers']} / {b['positions']}")
         lines.append("prior_fixed: " + ", ".join(f"{k}: {v}" for k, v in c["prior_fixed"].items()))
+        refused = self.refused
+        if refused["total"]:
+            lines.append(f"refused by the relation rules: {refused['total']} ("
+                         + ", ".join(f"{k}: {v}" for k, v in refused["by_reason"].items()) + ")")
         lines += [f"warning: {w}" for w in self.warnings]
         if self.leakage is not None:
             lines.append(str(self.leakage))
@@ -175,14 +205,16 @@ class _Relation:
     read off a twin relation's (direction(b, a) is the opposite side of direction(a, b); of two
     structures, the one further right is the one not further left, the smaller the one not larger), so
     twins share one evaluation. Exact: every relation is antisymmetric in its two structures.
-    ``values``/``margins``: the outcome (flipped) and margin in every case of the run, filled on first
-    use (:meth:`_Builder.values`)."""
+    ``values``/``margins``/``reasons``: the outcome (flipped), margin and reason code (why undecided, an
+    index into :data:`~volprobe.segmentation.relations.stack.REASONS`) in every case of the run, filled
+    on first use (:meth:`_Builder.values`)."""
 
     core: tuple
     spec: dict
     flip: Callable | None = None
     values: list | None = None
     margins: list | None = None
+    reasons: list | None = None
 
 
 @dataclass
@@ -336,8 +368,9 @@ class _Builder:
         self.eligible = (stack.present & (np.nan_to_num(stack.volume_ml, nan=-1.0) >= settings.min_volume_ml)
                          & np.array([n in universe for n in stack.names], dtype=bool))
         self.audit_failed = np.array([not g.audit.passed for g in graphs], dtype=bool)
-        self._columns: dict[tuple, tuple[list, list]] = {}  # core → outcomes and margins in every case
+        self._columns: dict[tuple, tuple[list, list, list]] = {}  # core → outcomes, margins, reasons per case
         self.counters: Counter = Counter()
+        self.refused: Counter = Counter()  # (category, reason code) → questions refused (REFUSED_RULE)
         self.units: dict[tuple, _Unit] = {}
         self.used: dict[str, tuple[_Unit, _Question]] = {}  # family id → its unit and question, for prior tagging
         self._rendered: dict[tuple, tuple[_Text, ...]] = {}
@@ -347,12 +380,12 @@ class _Builder:
 
     def values(self, rel: _Relation) -> list[str | None]:
         """The relation's outcome in every case (None: undecided there), evaluated for all cases at once on
-        first use (:func:`stack_outcomes` on the run's stack); sets ``rel.margins`` too."""
+        first use (:func:`stack_outcomes` on the run's stack); sets ``rel.margins`` and ``rel.reasons`` too."""
         if rel.values is None:
             got = self._columns.get(rel.core)
             if got is None:
-                got = self._columns[rel.core] = stack_outcomes(rel.spec, self.stack)
-            values, rel.margins = got
+                got = self._columns[rel.core] = stack_outcomes(rel.spec, self.stack, reasons=True)
+            values, rel.margins, rel.reasons = got
             if rel.flip is not None:
                 values = _mapped(values, rel.flip)
             rel.values = values
@@ -575,6 +608,7 @@ def _next_unit(fam: Family, stream: KeyStream, cursor: dict, state: _CaseState, 
             rel = q.relation
             v = (rel.values or builder.values(rel))[i]
             if v is None:
+                builder.refused[(fam.category, rel.reasons[i])] += 1
                 break
             outcomes.append((v, rel.margins[i]))
         else:
@@ -681,7 +715,13 @@ def _generate(cases: Sequence[QuestionCase], settings: QuestionSettings, progres
     def clear_somewhere(fam: Family):  # a key whose relation is clear in one of a few sample cases
         def accept(key: tuple) -> bool:
             rel = builder.unit(fam, key).questions[0].relation
-            return any(v is not None for v in stack_outcomes(rel.spec, accept_stack)[0])
+            values, _, reasons = stack_outcomes(rel.spec, accept_stack, reasons=True)
+            if any(v is not None for v in values):
+                return True
+            for r in reasons:  # refused in every sample case that has its structures
+                if r != MISSING:
+                    builder.refused[(fam.category, r)] += 1
+            return False
         return accept
 
     streams = {f.id: KeyStream(f, sorted(universe), pools, settings.seed, accept=clear_somewhere(f))
@@ -706,7 +746,9 @@ def _generate(cases: Sequence[QuestionCase], settings: QuestionSettings, progres
         warnings.append(f"{len(missing_ct)} case(s) without a readable CT (volume_path is null; text-only use): "
                         f"{', '.join(missing_ct[:5])}{' ...' if len(missing_ct) > 5 else ''}")
     family_info = tag_priors(items, builder, settings)
-    return QuestionSet(items=items, settings=settings, cases=case_rows, families=family_info, warnings=warnings)
+    refused = Counter({(cat, REASONS[r]): n for (cat, r), n in builder.refused.items()})
+    return QuestionSet(items=items, settings=settings, cases=case_rows, families=family_info, warnings=warnings,
+                       refused_counts=refused)
 
 
 def tag_priors(items: list[Item], builder: _Builder, settings: QuestionSettings) -> dict[str, dict]:

@@ -19,16 +19,17 @@ Spec keys (all JSON):
     ``left``/``right``, ``anterior``/``posterior``, ``superior``/``inferior``),
     ``extreme`` (2-4 ``structures``, a ``criterion`` and ``toward``; outcome the structure that beats
     every other one by more than the threshold; see :func:`_beats`),
-    ``contact`` / ``inside`` ([a, b]; ``yes``/``no``), ``crosses_midline`` ([x]; ``yes``/``no``; undecided
-    when the field of view cuts x), ``touches_which`` (``anchor`` and 2-4 ``structures``; outcome the
-    single structure that touches the anchor while every other one is verified apart from it).
+    ``contact`` / ``inside`` ([a, b]; ``yes``/``no``), ``crosses_midline`` ([x]; ``yes``/``no``; "no"
+    undecided when the field of view cuts x), ``touches_which`` (``anchor`` and 2-4 ``structures``;
+    outcome the single structure that touches the anchor while every other one is verified apart from it).
 ``format``
     ``yes_no``: ``asserts`` is the outcome the question claims (answer ``yes`` when the outcome equals
     it, ``no`` when it is another determinate value); ``two_option`` / ``four_option``:
     ``option_values`` lists the outcome each option stands for, in option order.
 
-Outcomes are never guessed: a missing structure or a relation under its threshold
-(``indeterminate``) gives ``None``.
+Outcomes are never guessed: a missing structure or a relation the rules refuse (``indeterminate``:
+under its threshold, resting on what the field of view cuts, ...) gives ``None``, with the reason
+(:data:`~volprobe.segmentation.relations.stack.REASONS`) from :func:`stack_outcomes` ``(..., reasons=True)``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import numpy as np
 from volprobe.items import Item
 from volprobe.segmentation.names import mirror_name
 from volprobe.segmentation.relations.graph import RelationGraph
-from volprobe.segmentation.relations.stack import RelationStack, StackRelation
+from volprobe.segmentation.relations.stack import NO_SINGLE, RelationStack, StackRelation
 from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
 
 YES, NO = "yes", "no"
@@ -63,7 +64,8 @@ def _beats(spec: Mapping[str, Any]) -> Callable[[RelationStack, str, str], Stack
     ``axis``: x's centroid lies further ``toward`` along ``axis`` (margin mm); ``midline``: x's
     centroid is ``closer`` to (``farther`` from) the midline (mm); ``size``: x is ``larger``
     (``smaller``) by volume (margin: volume ratio; undecided for structures cut by the field of view);
-    ``reach``: x extends past y's extreme point on side ``toward`` of ``axis`` (mm; undecided when cut).
+    ``reach``: x extends past y's extreme point on side ``toward`` of ``axis`` (mm; undecided unless the
+    visible parts prove it).
     """
     crit, toward = spec["criterion"], spec["toward"]
     if crit not in CRITERIA or toward not in CRITERIA[crit]:
@@ -83,39 +85,49 @@ def _beats(spec: Mapping[str, Any]) -> Callable[[RelationStack, str, str], Stack
 
 
 def _signed(r: StackRelation, sign: int) -> StackRelation:
-    return r if sign == 1 else StackRelation((r.code * np.int8(sign)).astype(np.int8), r.margin)
+    return r if sign == 1 else StackRelation((r.code * np.int8(sign)).astype(np.int8), r.margin, r.reason)
 
 
-def _extreme(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray]:
-    """Per case: index of the structure that beats every other one (-1: none), and its smallest margin."""
+def _extreme(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per case: index of the structure that beats every other one (-1: none), its smallest margin, and
+    where there is none the reason: the most fundamental reason of the undecided comparisons of the
+    structure that beats the most others (``no_single_answer`` when they are all decided)."""
     names, pair = list(spec["structures"]), _beats(spec)
     k, n = len(names), len(stack)
     wins = np.zeros((k, k, n), bool)
     margins = np.full((k, k, n), np.inf)
+    reasons = np.zeros((k, k, n), np.int8)
     for i in range(k):
         for j in range(i + 1, k):
             r = pair(stack, names[i], names[j])
             wins[i, j], wins[j, i] = r.code == 1, r.code == -1
             margins[i, j] = margins[j, i] = r.margin
+            reasons[i, j] = reasons[j, i] = r.reason
     winner, margin = np.full(n, -1), np.zeros(n)
     for i in range(k):
         others = [j for j in range(k) if j != i]
         won = wins[i, others].all(axis=0)
         winner[won] = i
         margin[won] = margins[i, others].min(axis=0)[won]
-    return winner, margin
+    leader = wins.sum(axis=1).argmax(axis=0)  # per case, the structure beating the most others
+    reason = reasons[leader, :, np.arange(n)].max(axis=1)  # (n, k): the leader's comparisons
+    reason = np.where(winner >= 0, 0, np.where(reason > 0, reason, NO_SINGLE)).astype(np.int8)
+    return winner, margin, reason
 
 
-def _touches_which(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray]:
+def _touches_which(spec: Mapping[str, Any], stack: RelationStack) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per case: index of the one structure touching the anchor while every other one is verified apart
-    from it (-1: none, or a contact undecided), and the smallest gap of the others (mm)."""
+    from it (-1: none, or a contact undecided), the smallest gap of the others (mm), and where there is
+    none the most fundamental reason of the undecided contacts (``no_single_answer`` when none is)."""
     anchor, names = spec["anchor"], list(spec["structures"])
     rs = [stack.contact(anchor, y) for y in names]
     codes = np.stack([r.code for r in rs])
     gaps = np.stack([np.where(r.code == -1, r.margin, np.inf) for r in rs])
     single = ((codes == 1).sum(axis=0) == 1) & (codes != 0).all(axis=0)
     winner = np.where(single, (codes == 1).argmax(axis=0), -1)
-    return winner, gaps.min(axis=0)
+    reason = np.stack([r.reason for r in rs]).max(axis=0)
+    reason = np.where(single, 0, np.where(reason > 0, reason, NO_SINGLE)).astype(np.int8)
+    return winner, gaps.min(axis=0), reason
 
 
 def outcome_labels(spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -133,21 +145,21 @@ def outcome_labels(spec: Mapping[str, Any]) -> tuple[str, ...]:
     raise ValueError(f"unknown relation kind {kind!r}")
 
 
-def stack_outcomes(spec: Mapping[str, Any], stack: RelationStack) -> tuple[list[str | None], list[float]]:
+def stack_outcomes(spec: Mapping[str, Any], stack: RelationStack, reasons: bool = False) -> tuple[list, ...]:
     """The spec's outcome in every case of ``stack`` at once: the outcomes (None where the case cannot
     decide: a structure missing, a relation indeterminate) and the margins (meaningless where the
-    outcome is None). Margins are in mm, except ``inside`` (share of a inside b) and ``size`` (volume ratio)."""
+    outcome is None); with ``reasons``, also why each undecided case is (an index into
+    :data:`~volprobe.segmentation.relations.stack.REASONS`, 0 where decided). Margins are in mm, except
+    ``inside`` (share of a inside b) and ``size`` (volume ratio)."""
     kind, names, labels = spec["kind"], spec["structures"], outcome_labels(spec)
     if kind in ("extreme", "touches_which"):
-        winner, margin = (_extreme if kind == "extreme" else _touches_which)(spec, stack)
-        return np.array([*labels, None], dtype=object)[winner].tolist(), margin.tolist()
+        winner, margin, why = (_extreme if kind == "extreme" else _touches_which)(spec, stack)
+        out = np.array([*labels, None], dtype=object)[winner].tolist(), margin.tolist()
+        return (*out, why.tolist()) if reasons else out
     if kind == "side":
         r = stack.side(names[0])
     elif kind == "crosses_midline":
         r = stack.crosses_midline(names[0])
-        j = stack.index.get(names[0])
-        if j is not None:  # undecided when the field of view cuts it: the part across may be missing
-            r = StackRelation(np.where(stack.border[:, j], 0, r.code).astype(np.int8), r.margin)
     elif kind == "direction":
         r = stack.direction(names[0], names[1], spec["axis"])
     elif kind == "contact":
@@ -155,7 +167,8 @@ def stack_outcomes(spec: Mapping[str, Any], stack: RelationStack) -> tuple[list[
     else:  # inside
         r = stack.inside(names[0], names[1])
     table = np.array([labels[0], None, labels[1]], dtype=object)
-    return table[r.code.astype(np.intp) + 1].tolist(), r.margin.tolist()
+    out = table[r.code.astype(np.intp) + 1].tolist(), r.margin.tolist()
+    return (*out, r.reason.tolist()) if reasons else out
 
 
 def relation_outcome(spec: Mapping[str, Any], graph: RelationGraph) -> tuple[str, float] | None:

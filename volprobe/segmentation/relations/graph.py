@@ -5,7 +5,8 @@ minimum surface distance and the containment shares (:class:`PairGeometry`). Fro
 answers relation queries: direction along each patient axis (by centroids, and by separation of
 extents), contact, containment, side of the midline, size. Every relation comes with its margin
 (mm, or a share or ratio) and is ``indeterminate`` when that margin is under a threshold
-(:class:`RelationThresholds`): nothing is guessed.
+(:class:`RelationThresholds`, never finer than the voxels), when it would rest on what the field of
+view cuts off, or when the midline's uncertainty could change it: nothing is guessed.
 
 The rules themselves are written once, in :class:`~volprobe.segmentation.relations.stack.RelationStack`,
 which answers a query for many rows at once; each query method here reads row 0 of the graph's own
@@ -31,7 +32,7 @@ import numpy as np
 
 from volprobe.errors import FormatError, MaskError
 from volprobe.jsonio import read_json, write_json_atomic
-from volprobe.segmentation.anatomy import StructureStats, boundary_points, find_runs, structure_stats
+from volprobe.segmentation.anatomy import StructureStats, boundary_points, find_runs, side_counts, structure_stats
 from volprobe.segmentation.audit import LateralityAudit, Midline, body_centre_x, estimate_midline, laterality_audit
 from volprobe.segmentation.masks import LabelMap
 from volprobe.segmentation.names import mirror_name
@@ -44,7 +45,7 @@ __all__ = ["INDETERMINATE", "RELATIONS_FORMAT", "RELATIONS_VERSION", "PairGeomet
            "RelationThresholds", "build_relation_graph", "load_relation_graph", "relations_for_case", "summarize"]
 
 RELATIONS_FORMAT = "volprobe.relations"
-RELATIONS_VERSION = 1
+RELATIONS_VERSION = 2
 _YES_NO = ("yes", "no")
 
 
@@ -62,7 +63,7 @@ def _read(r: StackRelation, positive: str, negative: str) -> Relation:
 
 class _PairRow(NamedTuple):
     """One pair of a graph as a row of a stack: structures ``'a'`` and ``'b'``, their geometry oriented
-    a → b, and the graph's thresholds, midline and voxel spacing (what a stack reads of a graph)."""
+    a → b, and the graph's thresholds, midline and voxel sizes (what a stack reads of a graph)."""
 
     case: str
     structures: dict[str, StructureStats]
@@ -70,6 +71,24 @@ class _PairRow(NamedTuple):
     thresholds: RelationThresholds
     midline: Midline
     max_spacing_mm: float
+    voxel_widths_mm: tuple[float, float, float]
+    voxel_diagonal_mm: float
+    aliases: dict[str, str]
+
+
+def voxel_widths(affine: np.ndarray) -> tuple[float, float, float]:
+    """Width (mm) of one voxel along each patient axis (x, y, z): the extent of the voxel's box projected
+    on the axis, sum over array axes of |affine[k, a]|; the spacing of the array axis along it for
+    axis-aligned grids, wider for oblique ones."""
+    m = np.abs(np.asarray(affine, dtype=float)[:3, :3])
+    return tuple(float(v) for v in m.sum(axis=1))
+
+
+def voxel_diagonal(affine: np.ndarray) -> float:
+    """The longest diagonal of one voxel (mm): √(sx² + sy² + sz²) for orthogonal grids, exact for sheared ones."""
+    m = np.asarray(affine, dtype=float)[:3, :3]
+    signs = np.array([[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]], float)
+    return float(np.linalg.norm(signs @ m.T, axis=1).max())
 
 
 @dataclass
@@ -126,6 +145,16 @@ class RelationGraph:
     @property
     def max_spacing_mm(self) -> float:
         return float(max(self.grid["spacing"]))
+
+    @cached_property
+    def voxel_widths_mm(self) -> tuple[float, float, float]:
+        """Width of one voxel along patient x, y, z (mm; :func:`voxel_widths`)."""
+        return voxel_widths(np.asarray(self.grid["affine"]))
+
+    @cached_property
+    def voxel_diagonal_mm(self) -> float:
+        """The longest diagonal of one voxel (mm; :func:`voxel_diagonal`)."""
+        return voxel_diagonal(np.asarray(self.grid["affine"]))
 
     @cached_property
     def stack(self) -> RelationStack:
@@ -204,10 +233,11 @@ class RelationGraph:
     def mirrored(self, axis: str) -> "RelationGraph":
         """The graph of the image mirrored along ``axis`` (voxel data flipped, affine kept).
 
-        Coordinates are reflected about the centre of the field of view. Mirroring left–right also
-        renames side-named structures, because a reader names them by the side they appear on
-        (``kidney_left`` is then the kidney on the image's left). Distances, contact, containment
-        and sizes are unchanged.
+        Coordinates are reflected about the centre of the field of view, and with them the ends at
+        which the field of view cuts a structure. Mirroring left–right also renames side-named
+        structures, because a reader names them by the side they appear on (``kidney_left`` is then
+        the kidney on the image's left), and exchanges their shares on either side of the midline.
+        Distances, contact, containment and sizes are unchanged.
         """
         k = PATIENT_AXES.index(axis)
         c2 = self.grid["fov_min_mm"][k] + self.grid["fov_max_mm"][k]
@@ -217,7 +247,12 @@ class RelationGraph:
             cen, lo, hi = list(s.centroid_mm), list(s.min_mm), list(s.max_mm)
             cen[k] = c2 - cen[k]
             lo[k], hi[k] = c2 - s.max_mm[k], c2 - s.min_mm[k]
-            return replace(s, name=rename(s.name), centroid_mm=tuple(cen), min_mm=tuple(lo), max_mm=tuple(hi))
+            cut_low, cut_high = list(s.cut_low), list(s.cut_high)
+            cut_low[k], cut_high[k] = s.cut_high[k], s.cut_low[k]
+            shares = ((s.right_share, s.left_share) if axis == "lr" else (s.left_share, s.right_share))
+            return replace(s, name=rename(s.name), centroid_mm=tuple(cen), min_mm=tuple(lo), max_mm=tuple(hi),
+                           cut_low=tuple(cut_low), cut_high=tuple(cut_high), left_share=shares[0],
+                           right_share=shares[1])
 
         structures = {rename(n): reflect(s) for n, s in self.structures.items()}
         pairs = {}
@@ -225,7 +260,7 @@ class RelationGraph:
             ra, rb = rename(a), rename(b)
             pairs[(ra, rb) if ra < rb else (rb, ra)] = g if ra < rb else replace(
                 g, share_a_in_b=g.share_b_in_a, share_b_in_a=g.share_a_in_b)
-        midline = Midline(c2 - self.midline.x_mm, self.midline.source) if axis == "lr" else self.midline
+        midline = self.midline.reflected(c2) if axis == "lr" else self.midline
         audit = laterality_audit(structures, midline, self.thresholds.audit_margin_mm)
         return replace(self, structures=structures, pairs=pairs, midline=midline, audit=audit,
                        mirrored_axes=self.mirrored_axes + (axis,))
@@ -241,9 +276,10 @@ class RelationGraph:
         midline), so each relation is one stack query for every pair, by the same rules as the queries above."""
         pairs = list(pairs)
         geometry = [self.geometry(a, b) for a, b in pairs]
-        spacing = self.max_spacing_mm
+        sizes = (self.max_spacing_mm, self.voxel_widths_mm, self.voxel_diagonal_mm)
         rows = RelationStack([_PairRow(f"{a}|{b}", {"a": self._s(a), "b": self._s(b)}, {("a", "b"): g},
-                                       self.thresholds, self.midline, spacing) for (a, b), g in zip(pairs, geometry)])
+                                       self.thresholds, self.midline, *sizes, {"a": a, "b": b})
+                              for (a, b), g in zip(pairs, geometry)])
 
         def rel(r: StackRelation, positive: str, negative: str) -> list[list]:
             return [[v, round(m, 3)] for v, m in zip(_values(r, positive, negative), r.margin.tolist())]
@@ -293,14 +329,15 @@ class RelationGraph:
             raise FormatError(f"{where}: not a volprobe relations file (format {d.get('format')!r})")
         if d.get("version") != RELATIONS_VERSION:
             raise FormatError(f"{where}: relations format version {d.get('version')}, this volprobe reads "
-                              f"version {RELATIONS_VERSION}; recompute it with `probe relations`")
+                              f"version {RELATIONS_VERSION} (it records where the field of view cuts each "
+                              f"structure and the midline's uncertainty); recompute it with `probe relations`")
         try:
             structures = {n: StructureStats.from_dict(n, s) for n, s in d["structures"].items()}
             pairs = {(p["a"], p["b"]): PairGeometry(float(p["surface_distance_mm"]), bool(p["distance_is_lower_bound"]),
                                                     float(p["share_a_in_b"]), float(p["share_b_in_a"]))
                      for p in d["pairs"]}
             return cls(case=d["case"], structures=structures, pairs=pairs,
-                       midline=Midline(d["midline"]["x_mm"], d["midline"]["source"]),
+                       midline=Midline.from_dict(d["midline"]),
                        audit=LateralityAudit.from_dict(d["audit"]), thresholds=RelationThresholds(**d["thresholds"]),
                        grid=d["grid"], labels_hash=d["labels_hash"], ct_hash=d.get("ct_hash"),
                        source=d.get("source", {}), mirrored_axes=tuple(d.get("mirrored_axes", ())))
@@ -348,6 +385,10 @@ def build_relation_graph(label_map: LabelMap, volume: Volume | None = None, *, c
              for (a, b), (d, lb) in dist.items()}
     body_x = body_centre_x(volume) if volume is not None else None
     midline = estimate_midline(stats, body_x)
+    by_label = sorted((s.label, n) for n, s in stats.items())
+    left, right = side_counts(runs, labels.shape, affine, midline.x_mm, np.array([lab for lab, _ in by_label]))
+    for (_, n), nl, nr in zip(by_label, left.tolist(), right.tolist()):
+        stats[n] = replace(stats[n], left_share=nl / stats[n].voxels, right_share=nr / stats[n].voxels)
     audit = laterality_audit(stats, midline, t.audit_margin_mm)
     corners = np.array([[i, j, k] for i in (0, labels.shape[0] - 1) for j in (0, labels.shape[1] - 1)
                         for k in (0, labels.shape[2] - 1)], float) @ affine[:3, :3].T + affine[:3, 3]
@@ -379,9 +420,13 @@ def summarize(graph: RelationGraph, max_pairs: int = 12) -> str:
     lines = [f"case {graph.case}: {len(graph.structures)} structures, {len(graph.pairs)} pairs; "
              f"midline x = {graph.midline.x_mm:.1f} mm RAS (from {graph.midline.source})",
              graph.audit.summary()]
-    cut = [n for n, s in graph.structures.items() if s.touches_border]
+    cut = {n: ",".join(f"{ax}:{s.cut(ax)}" for ax in PATIENT_AXES if s.cut(ax))
+           for n, s in graph.structures.items() if s.touches_border}
     if cut:
-        lines.append(f"cut by the field of view (no size/extent claims): {', '.join(sorted(cut))}")
+        lines.append("cut by the field of view (no size claims; no centroid along a cut axis, no extreme point at "
+                     "a cut end): " + ", ".join(f"{n} ({c})" for n, c in sorted(cut.items())))
+    lines.append(f"midline uncertainty {graph.midline.uncertainty_mm:.1f} mm ("
+                 + ", ".join(f"{k} {v:.1f}" for k, v in graph.midline.estimates.items()) + ")")
     lines.append(f"{'structure':32s} {'mL':>9s} {'side':>6s}  centroid RAS mm")
     for n in sorted(graph.structures, key=lambda n: -graph.structures[n].volume_ml):
         s = graph.structures[n]
