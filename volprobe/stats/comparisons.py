@@ -82,6 +82,10 @@ def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: B
                 cols.update({"n_changed": changed, "tracking": cf_tracks, "kept_original": changed & (ans_c == gold_ref),
                              "ref_tracking": ref_tracks, "followed": cf_tracks & ~ref_tracks,
                              "against": ref_tracks & ~cf_tracks})
+                # name_swap_only tag: tracking also over the changed items whose gold moves with the anatomy,
+                # leaving out those whose gold changes only because left/right names swap
+                geometry = changed & ~panel.name_swap_only[m, c]
+                cols.update({"n_changed_geometry": geometry, "tracking_geometry": geometry & (ans_c == gold_c)})
             frames.append(comparison_rows(groups, cols, boot, cc.astype(float) - cr.astype(float), pairs,
                                           model=model, control=control, kind=control_kind(control, panel)))
     table = concat(frames)
@@ -99,6 +103,7 @@ def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, boot: B
             changed = table["n_changed"]
             for name in ("tracking", "kept_original", "ref_tracking"):
                 table[f"{name}_rate"] = table[name] / changed
+            table["tracking_geometry_rate"] = table["tracking_geometry"] / table["n_changed_geometry"]  # name_swap_only
             p = mcnemar_pvalues(table["followed"].fillna(0), table["against"].fillna(0), "greater")
             table["p_tracking"] = np.where(changed > 0, p, np.nan)
     table["n_clusters"] = _clusters_per_row(groups, table)
