@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import FIXTURE_CT, FIXTURE_SEG
 from test_questions_support import fixture_graph, generate, phantom_graph, phantom_graphs

@@ -14,7 +14,7 @@ from volprobe.controls.counterfactuals import case_relations
 from volprobe.probes.questions import QuestionSettings, case_from_graph, generate_questions
 from volprobe.segmentation.masks import LabelMap, load_masks
 from volprobe.segmentation.phantoms.generate import case_seed, make_phantom
-from volprobe.segmentation.relations.graph import RelationGraph, build_relation_graph
+from volprobe.segmentation.relations.graph import RelationGraph
 from volprobe.segmentation.volume import Volume, load_volume
 
 #: Organs whose relations the jittered phantoms vary (and a few fixed ones around them).

@@ -201,7 +201,7 @@ def check_item_fields(item: Item) -> None:
         if value is not None and not isinstance(value, str):
             raise FormatError(f"{where}: metadata[{key!r}] must be a hex digest or null, got {value!r}")
     swaps = item.metadata.get("name_swap_only")
-    if swaps is not None and (not isinstance(swaps, list) or not all(isinstance(c, str) for c in swaps)):
+    if swaps is not None and (not isinstance(swaps, list) or (swaps and not all(isinstance(c, str) for c in swaps))):
         raise FormatError(f"{where}: metadata['name_swap_only'] must be a list of control names, got {swaps!r}")
     params = item.metadata.get("control_params")
     if params is not None and (not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values())):

@@ -321,14 +321,19 @@ class _CaseState:
 class _CounterfactualStacks:
     """The run's cases under one geometric control: ``named``, a stack of every case's transformed graph
     (row i: case i; an empty graph for a case without one, whose outcomes are then all None), and
-    ``geometry``, the same graphs under the original names (None when no case renamed a structure)."""
+    :attr:`geometry`, the same graphs under the original names; ``renamed``: every name involved in a renaming
+    in some case (a relation naming none of them has the same outcome on both)."""
 
     def __init__(self, graphs: Sequence[RelationGraph], transform: str):
-        cfs = [g.counterfactuals.get(transform) for g in graphs]
-        self.named = RelationStack([_empty(g) if cf is None else cf.graph for g, cf in zip(graphs, cfs)])
-        renames = any(cf is not None and cf.renamed for cf in cfs)
-        self.geometry = RelationStack([_empty(g) if cf is None else cf.geometry_only
-                                       for g, cf in zip(graphs, cfs)]) if renames else None
+        self.graphs = list(graphs)
+        self.cfs = [g.counterfactuals.get(transform) for g in self.graphs]
+        self.named = RelationStack([_empty(g) if cf is None else cf.graph for g, cf in zip(graphs, self.cfs)])
+        self.renamed = set().union(*(set(cf.renamed) | set(cf.renamed.values()) for cf in self.cfs if cf is not None))
+
+    @cached_property
+    def geometry(self) -> RelationStack:
+        """Built on first use: only relations naming a renamed structure need it."""
+        return RelationStack([_empty(g) if cf is None else cf.geometry_only for g, cf in zip(self.graphs, self.cfs)])
 
 
 def _empty(graph: RelationGraph) -> RelationGraph:
@@ -393,7 +398,7 @@ class _Builder:
             for t in self.transforms:
                 stacks = self.cf_stacks[t]
                 values, _ = self.outcomes(q.relation, (t, "named"), stacks.named)
-                if stacks.geometry is None:
+                if stacks.renamed.isdisjoint(q.names):  # no structure renamed: the outcome moved with the anatomy
                     swap = [False] * len(values)
                 else:
                     geometry, _ = self.outcomes(q.relation, (t, "geometry"), stacks.geometry)

@@ -319,8 +319,8 @@ def generate_phantoms(out_dir: str | Path, n: int, seed: int = 0, *, shape: Iter
     ``n`` adds cases).
 
     Raises:
-        PhantomError: the folder holds phantoms made with other settings (its manifest's, or a case's files
-            under an id this call would write), unless ``overwrite``: items made from them would silently point
+        PhantomError: the folder holds phantoms made with other settings (its manifest says so, or the layout of
+            a case this call would write does), unless ``overwrite``: items made from them would silently point
             at new volumes (``probe run`` would then refuse them).
     """
     from tqdm import tqdm

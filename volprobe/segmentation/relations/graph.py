@@ -455,6 +455,10 @@ def summarize(graph: RelationGraph, max_pairs: int = 12) -> str:
         side = graph.side(n).value
         lines.append(f"{n:32s} {s.volume_ml:9.1f} {side[:6]:>6s}  "
                      f"({s.centroid_mm[0]:.1f}, {s.centroid_mm[1]:.1f}, {s.centroid_mm[2]:.1f})")
+    for name, cf in graph.counterfactuals.items():
+        params = ", ".join(f"{k} {v}" for k, v in cf.params.items())
+        lines.append(f"graph under {name}{f' ({params})' if params else ''}: {len(cf.renamed)} structures renamed"
+                     + ("; pair geometry reused (an isometry)" if cf.pairs_reused else ""))
     touching = sorted(((a, b) for a, b in graph.pairs if graph.contact(a, b).value == "yes"))
     lines.append(f"{len(touching)} touching pairs" + (": " + ", ".join(f"{a}–{b}" for a, b in touching[:max_pairs])
                                                      + (" ..." if len(touching) > max_pairs else "") if touching else ""))
