@@ -19,7 +19,8 @@ from conftest import FIXTURE_CT, FIXTURE_SEG
 from volprobe.probes.questions import QuestionSettings, generate_questions, load_cases
 from volprobe.probes.questions.templates import render
 from volprobe.segmentation.masks import LabelMap, read_label_names_from_header, totalsegmentator_class_map
-from volprobe.segmentation.relations.graph import build_relation_graph, relations_for_case
+from volprobe.controls.counterfactuals import relations_for_case
+from volprobe.segmentation.relations.graph import build_relation_graph
 
 # The documented defaults (volprobe.segmentation.relations.rules.RelationThresholds), written out here so
 # the recomputation below shares nothing with the code it checks; test_the_documented_defaults pins them.

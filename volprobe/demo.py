@@ -65,6 +65,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
              echo=print) -> DemoResult:
     """Run the demo into ``out`` with ``n_cases`` evaluation cases (and as many training cases)."""
     from volprobe.controls import STANDARD_CONTROLS, get_control
+    from volprobe.controls.counterfactuals import relations_for_case
     from volprobe.errors import VolprobeError
     from volprobe.manifest import write_manifest
     from volprobe.probes.baselines import fit_baseline, save_baseline
@@ -73,7 +74,6 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
     from volprobe.probes.models.base import load_model
     from volprobe.probes.questions import QuestionSettings, generate_questions, load_cases, write_question_set
     from volprobe.segmentation.phantoms.generate import generate_phantoms
-    from volprobe.segmentation.relations.graph import relations_for_case
     from volprobe.stats import ReportSettings, make_report
 
     if int(n_cases) < 2:

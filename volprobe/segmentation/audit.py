@@ -41,11 +41,6 @@ class Midline:
         return cls(float(d["x_mm"]), d["source"], float(d["uncertainty_mm"]),
                    {k: float(v) for k, v in d["estimates"].items()})
 
-    def reflected(self, c2: float) -> "Midline":
-        """The midline of the image mirrored left–right about x = c2 / 2 (x → c2 − x)."""
-        return Midline(c2 - self.x_mm, self.source, self.uncertainty_mm,
-                       {k: c2 - v for k, v in self.estimates.items()})
-
 
 def estimate_midline(structures: Mapping[str, StructureStats], body_x_mm: float | None = None) -> Midline:
     """Midline from the spinal cord, else the vertebrae (voxel-weighted), else the body centre, else all labels;

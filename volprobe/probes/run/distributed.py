@@ -84,9 +84,10 @@ class Worker:
 
     def __init__(self, model: ModelAdapter, label: str, controls: Sequence[Control], seed: int, batch_size: int,
                  paths: dict[str, tuple[str | None, str]], base_dir: str | None, cases: dict[str, str],
-                 volume_reader=None, volume_cache: int = 4):
+                 volume_reader=None, expected_volumes=None, allow_changed_volumes: bool = False,
+                 volume_cache: int = 4):
         self.volumes = VolumeCache(paths, Path(base_dir) if base_dir else None, volume_cache, read_ahead=False,
-                                   read=volume_reader)
+                                   read=volume_reader, expected=expected_volumes, allow_changed=allow_changed_volumes)
         ctx = ControlContext(seed=seed, load_case=self.volumes.get, cases=cases)
         self.controls = {c.label: c for c in controls}
         self.summary = RunSummary(Path("."), Path("."), Path("."))
@@ -105,7 +106,8 @@ class Worker:
         return {"records": engine.rec_out.lines, "excluded": engine.excl_out.lines,
                 "preparations": dict(engine.prep_counts - prepared), "revision": engine.revision,
                 "generation": engine.generation, "seconds": time.perf_counter() - t0,
-                "volumes_loaded": self.volumes.loaded - loaded, "volume_read_s": self.volumes.read_s - read_s}
+                "volumes_loaded": self.volumes.loaded - loaded, "volume_read_s": self.volumes.read_s - read_s,
+                "volumes_changed": sorted(self.volumes.changed)}
 
     def ping(self) -> bool:
         return True
@@ -213,13 +215,14 @@ def _worker_count(ray, options: RayOptions) -> int:
 def run_on_ray(options: RayOptions, *, model: ModelAdapter, label: str, controls: Sequence[Control], seed: int,
                batch_size: int, paths: dict[str, tuple[str | None, str]], base_dir: Path | None,
                cases: dict[str, str], groups: Sequence[tuple[str, list[Item]]], done: set, rec_out, excl_out,
-               summary, progress: bool, volume_reader=None) -> DistributedResult:
+               summary, progress: bool, volume_reader=None, expected_volumes=None,
+               allow_changed_volumes: bool = False) -> DistributedResult:
     """Answer every pending (item, control) pair on Ray workers, appending records through ``rec_out`` and
     exclusions through ``excl_out`` as units complete (see the module docstring)."""
     from tqdm.auto import tqdm
 
     ray = _init_ray(options)
-    from ray.exceptions import ActorUnavailableError, RayActorError
+    from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
     units = plan_units(groups, controls, label, done)
     result = DistributedResult(model=model)
@@ -230,12 +233,14 @@ def run_on_ray(options: RayOptions, *, model: ModelAdapter, label: str, controls
     remote = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker,
                         max_restarts=options.max_restarts)(Worker)
     actors = {w: remote.remote(model, label, list(controls), seed, batch_size, paths,
-                               str(base_dir) if base_dir else None, cases, volume_reader) for w in range(n)}
+                               str(base_dir) if base_dir else None, cases, volume_reader, expected_volumes,
+                               allow_changed_volumes) for w in range(n)}
     result.workers = n
     scheduler = _Scheduler(units)
     inflight: dict[Any, tuple[int, _Unit]] = {}
     load = Counter()
     failures = Counter()
+    changed: set[str] = set()
     done_items = {w: 0 for w in actors}
     started = time.perf_counter()
     bar = tqdm(total=total, unit="item", desc=f"{label} (ray, {n} workers)", disable=not progress,
@@ -259,6 +264,9 @@ def run_on_ray(options: RayOptions, *, model: ModelAdapter, label: str, controls
             load[w] -= 1
             try:
                 out = ray.get(ref)
+            except RayTaskError as exc:  # the unit itself failed (e.g. its volume changed): as in one process
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                raise cause from None
             except (ActorUnavailableError, RayActorError) as exc:
                 failures[w] += 1
                 result.resent += 1
@@ -286,6 +294,7 @@ def run_on_ray(options: RayOptions, *, model: ModelAdapter, label: str, controls
             info["seconds"] += out["seconds"]
             info["volumes_loaded"] += out["volumes_loaded"]
             info["volume_read_s"] += out["volume_read_s"]
+            changed |= set(out["volumes_changed"])
             result.revision = result.revision or out["revision"]
             result.generation = result.generation or out["generation"]
             done_items[w] += len(unit.items)
@@ -303,4 +312,5 @@ def run_on_ray(options: RayOptions, *, model: ModelAdapter, label: str, controls
     summary.max_preparations_per_input = max(result.preparations.values(), default=0)
     summary.volumes_loaded = int(sum(i.get("volumes_loaded", 0) for i in result.per_worker.values()))
     summary.volume_read_s = round(sum(i.get("volume_read_s", 0.0) for i in result.per_worker.values()), 3)
+    summary.volumes_changed = len(changed)
     return result
