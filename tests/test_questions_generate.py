@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from collections import Counter, defaultdict
 from dataclasses import replace
 
@@ -10,6 +12,7 @@ import pytest
 
 from test_questions_support import ORGANS, fixture_graph, fixture_volume_and_masks, generate, phantom_graphs
 from volprobe.errors import VolprobeError
+from volprobe.items import Item
 from volprobe.probes.questions import CATEGORIES, FAMILIES, QuestionSettings, relation_outcome
 from volprobe.probes.questions.balance import judge_prior
 from volprobe.probes.questions.families import OPTION_COUNT
@@ -222,6 +225,16 @@ def test_a_counterfactual_on_an_axis_the_answer_does_not_use_keeps_the_gold(whic
                 assert cf in it.options
                 changed[control] += cf != it.answer
     assert min(changed.values()) > 10  # mirroring does change the answers that depend on that axis
+
+
+@pytest.mark.parametrize("which", ["fixture_set", "phantom_set"])
+def test_generated_items_pass_every_check_an_item_from_a_file_gets(which, request):
+    """The generator builds items without ``Item(...)``'s checks (Item.unchecked); they must pass them."""
+    _, qs = request.getfixturevalue(which)
+    for it in qs.items:
+        again = Item(**{k: v for k, v in it.to_dict().items() if k != "format_version"})
+        assert again == it
+        assert Item.from_dict(json.loads(json.dumps(it.to_dict())), "test") == it
 
 
 def test_item_fields_chance_open_phrasing_and_metadata(fixture_set):

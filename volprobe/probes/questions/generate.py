@@ -573,7 +573,7 @@ class _Builder:
                 shared_first, shared_last = max(shared_first, a), min(shared_last, b)
             margin = round(margin, 3)
             names = list(q.names)
-            items.append(Item(
+            items.append(Item.unchecked(  # right by construction; tests check every generated item
                 id=state.id_prefix + t.digest, question=t.question, answer=answer, answer_type=t.answer_type,
                 options=list(t.options), chance=t.chance, case=case_id, volume_path=case.volume_path,
                 patient=case.patient, task=TASK, subtask=fam.category,
