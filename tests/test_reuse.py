@@ -17,7 +17,7 @@ from tinymodels.radfm import build_radfm
 
 from volprobe.items import Item
 from volprobe.probes.models import load_model
-from volprobe.probes.models.vlm_common import copied_cache
+from volprobe.probes.models.vlm_common import cached_generation, copied_cache
 from volprobe.probes.run.engine import run
 from volprobe.segmentation.volume import Volume
 
@@ -57,7 +57,7 @@ def test_m3d_reuse_gives_the_answers_of_recomputing(tmp_path_factory, volume, bo
     assert adapter.generation_settings["reuse_image_prefix"] is True
     model, tok = adapter.model, adapter.tokenizer
     full, cached = [], []
-    with torch.inference_mode():
+    with cached_generation():  # inference mode, past_key_values allowed quietly
         for item in ITEMS:
             ids = tok([adapter.input_text(prepared, item)], return_tensors="pt")["input_ids"]
             embeds = model.prepare_inputs_for_multimodal(ids, None, None, None, None, adapter._images([prepared]))[4]
@@ -75,7 +75,7 @@ def test_radfm_reuse_gives_the_answers_of_recomputing(tmp_path_factory, volume):
     assert on_single == off_single == on_batch == off_batch
     layer, lm = adapter.model.embedding_layer, adapter.model.lang_model
     full, cached = [], []
-    with torch.inference_mode():
+    with cached_generation():
         for item in ITEMS:
             ids = adapter.tokenizer([adapter.input_text(prepared, item)], return_tensors="pt")["input_ids"]
             embeds, _ = layer(ids, adapter.vision_x([prepared]))
