@@ -1,10 +1,12 @@
 """Benchmark: spatial items per second from precomputed relation graphs of 1,000 phantom-sized cases.
 
-20 real phantom graphs (``make_phantom`` + ``build_relation_graph``, 96×80×84 voxels, ~67 structures,
-~2,200 pairs each) are replicated to 1,000 cases in memory, each replica with its centroids and
-extents shifted by a seeded jitter (so relations differ between replicas). Building them is not
-timed. Timed: :func:`generate_questions` (selection, text, gold, three counterfactual golds, prior
-tagging over all cases), then separately writing the JSON Lines file and manifest.
+20 real phantom graphs (``make_phantom`` + ``case_relations``: the graph and its counterfactual graphs
+under the three flips, 96×80×84 voxels, ~67 structures, ~2,200 pairs each) are replicated to 1,000
+cases in memory, each replica (and each of its counterfactual graphs) with its centroids and extents
+shifted by a seeded jitter (so relations differ between replicas). Building them is not timed. Timed:
+:func:`generate_questions` (selection, text, gold, three counterfactual golds on the transformed graphs
+with the name-swap tag, prior tagging over all cases), then separately writing the JSON Lines file
+and manifest.
 
     python benchmarks/questions.py [--cases 1000] [--per-case 100] [--base 20] [--profile]
 
@@ -23,24 +25,26 @@ from pathlib import Path
 
 import numpy as np
 
+from volprobe.controls.counterfactuals import case_relations
 from volprobe.probes.questions import QuestionSettings, case_from_graph, generate_questions, write_question_set
 from volprobe.segmentation.phantoms.generate import case_seed, make_phantom
-from volprobe.segmentation.relations.graph import build_relation_graph
 
 
 def jittered(graph, case: str, rng: np.random.Generator, sd_mm: float = 4.0):
-    """A copy of ``graph`` named ``case`` whose structures are shifted by N(0, sd_mm) per axis."""
+    """A copy of ``graph`` named ``case`` whose structures are shifted by N(0, sd_mm) per axis, its
+    counterfactual graphs jittered the same way (each on its own draws: timing, not anatomy)."""
     structures = {}
     for name, s in graph.structures.items():
         d = rng.normal(0.0, sd_mm, 3)
         structures[name] = replace(s, centroid_mm=tuple(np.add(s.centroid_mm, d).tolist()),
                                    min_mm=tuple(np.add(s.min_mm, d).tolist()), max_mm=tuple(np.add(s.max_mm, d).tolist()))
-    return replace(graph, case=case, structures=structures)
+    counterfactuals = {t: replace(cf, graph=jittered(cf.graph, case, rng, sd_mm))
+                       for t, cf in graph.counterfactuals.items()}
+    return replace(graph, case=case, structures=structures, counterfactuals=counterfactuals)
 
 
 def make_cases(n_cases: int, n_base: int, seed: int = 0):
-    base = [build_relation_graph(make_phantom(case_seed(seed, i)).labels, None, case=f"base{i:03d}")
-            for i in range(n_base)]
+    base = [case_relations(make_phantom(case_seed(seed, i)).labels, None, case=f"base{i:03d}") for i in range(n_base)]
     rng = np.random.default_rng(seed)
     return [case_from_graph(jittered(base[i % n_base], f"case{i:04d}", rng)) for i in range(n_cases)]
 

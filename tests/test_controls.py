@@ -229,8 +229,8 @@ def test_flip_twice_is_identity(name, kind):
 
 def test_axis_angle_of_an_oblique_affine():
     vol = Volume(np.zeros(SHAPE), np.block([[rotation_z(25) * 2.0, np.zeros((3, 1))], [np.zeros((1, 3)), 1]]))
-    assert axis_angle_deg(vol, vol.array_axis("lr"), "lr") == pytest.approx(25)
-    assert axis_angle_deg(vol, vol.array_axis("si"), "si") == pytest.approx(0)
+    assert axis_angle_deg(vol.affine, vol.array_axis("lr"), "lr") == pytest.approx(25)
+    assert axis_angle_deg(vol.affine, vol.array_axis("si"), "si") == pytest.approx(0)
 
 
 # -- gold under counterfactuals -----------------------------------------------------------------

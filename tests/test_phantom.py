@@ -310,8 +310,11 @@ def test_generate_phantoms_writes_cases_and_manifest_and_resumes(tmp_path):
     before = ct.stat().st_mtime_ns
     again = generate_phantoms(tmp_path, 2, seed=7, orientation="mixed", progress=False)
     assert ct.stat().st_mtime_ns == before and again == cases  # kept, not rewritten
-    generate_phantoms(tmp_path, 2, seed=7, orientation="mixed", noise_hu=0.0, progress=False)
-    assert ct.stat().st_mtime_ns != before  # other parameters: rewritten
+    with pytest.raises(PhantomError, match="other settings"):  # items made from them would point at new volumes
+        generate_phantoms(tmp_path, 2, seed=7, orientation="mixed", noise_hu=0.0, progress=False)
+    assert ct.stat().st_mtime_ns == before
+    generate_phantoms(tmp_path, 2, seed=7, orientation="mixed", noise_hu=0.0, progress=False, overwrite=True)
+    assert ct.stat().st_mtime_ns != before  # other parameters, asked to overwrite: rewritten
     assert json.loads((tmp_path / "phantom_s7_001_layout.json").read_text())["patient"] == "phantom_patient_s7_001"
     with pytest.raises(PhantomError):
         generate_phantoms(tmp_path / "bad", 1, orientation="sideways", progress=False)

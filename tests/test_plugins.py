@@ -58,7 +58,35 @@ class MirrorAgain(AxisFlip):
 
     name = "mirror_again"
     patient_axis = "lr"
+    renames_sides = True
     statement = "mirrors voxel data left-right (a plugin's counterfactual)"
+
+
+class Turn(Control):
+    """Half a turn about the superior-inferior axis, written from scratch: a geometric control that is not a
+    flip of one axis (so its pair geometry is measured again) and renames sides."""
+
+    name = "turn"
+    statement = "turns the voxel data half a turn about the superior-inferior axis: left/right and front/back swap"
+    changes_gold = True
+    changes_geometry = True
+
+    @staticmethod
+    def axes(affine):
+        from volprobe.segmentation.volume import array_axis_for
+
+        return array_axis_for(affine, "lr"), array_axis_for(affine, "ap")
+
+    def apply(self, volume, item, ctx):
+        axes = self.axes(volume.affine)
+        return self.output(item, volume.with_array(np.flip(volume.array, axes).copy()), axes=list(axes))
+
+    def transform_labels(self, labels):
+        from volprobe.segmentation.masks import LabelMap
+        from volprobe.segmentation.names import mirror_name
+
+        return LabelMap(np.flip(labels.labels, self.axes(labels.affine)).copy(), labels.affine,
+                        {i: mirror_name(n) for i, n in labels.names.items()})
 '''
 ENTRY_POINTS = f"""
 [volprobe.models]
@@ -67,6 +95,7 @@ first_option = {PLUGIN}:FirstOption
 [volprobe.controls]
 fog = {PLUGIN}:Fog
 mirror_again = {PLUGIN}:MirrorAgain
+turn = {PLUGIN}:Turn
 """
 
 
@@ -86,7 +115,7 @@ def plugin(tmp_path_factory):
     yield root
     sys.path.remove(str(root))
     sys.modules.pop(PLUGIN, None)
-    for r, names in ((MODELS, ["first_option"]), (CONTROLS, ["fog", "mirror_again"])):
+    for r, names in ((MODELS, ["first_option"]), (CONTROLS, ["fog", "mirror_again", "turn"])):
         for n in names:
             r.unregister(n)
         r._entry_points = None
@@ -133,8 +162,34 @@ def study(plugin, tmp_path_factory):
 
 def test_items_carry_golds_for_the_plugin_counterfactual(study):
     items = [json.loads(line) for line in (study / "items.jsonl").open()]
-    assert all("mirror_again" in it["counterfactual"] for it in items)
+    assert all("mirror_again" in it["counterfactual"] and "turn" in it["counterfactual"] for it in items)
     assert all(it["counterfactual"]["mirror_again"] == it["counterfactual"]["mirror_lr"] for it in items)
+    assert all(it["metadata"]["control_params"]["turn"]["axes"] == [0, 1] for it in items)  # mixed: no 45° tilts
+
+
+def test_plugin_geometric_control_golds_follow_its_moved_masks(study, tmp_path):
+    """The gold under a plugin's own geometric control is the relation on the masks it moves, as
+    `probe controls apply --labels` writes them (its pair geometry measured again: it states no isometry)."""
+    from volprobe.items import read_items
+    from volprobe.probes.questions import answer_from_graph
+    from volprobe.segmentation.masks import load_masks
+    from volprobe.segmentation.relations.graph import build_relation_graph
+    from volprobe.segmentation.volume import load_volume
+
+    items = read_items(study / "items.jsonl")
+    cases = sorted({it.case for it in items})[:2]
+    changed = checked = 0
+    for case in cases:
+        out = tmp_path / f"{case}_turn.nii.gz"
+        _probe("controls", "apply", study / "ph" / f"{case}.nii.gz", "--control", "turn", "--out", out,
+               "--labels", study / "ph" / f"{case}_seg.nii.gz")
+        volume = load_volume(out)
+        graph = build_relation_graph(load_masks(tmp_path / f"{case}_turn_seg.nii.gz", volume), volume, case=case)
+        for it in (it for it in items if it.case == case):
+            assert answer_from_graph(it, graph) == it.counterfactual["turn"], it.question
+            checked += 1
+            changed += it.counterfactual["turn"] not in (None, it.answer)
+    assert checked > 50 and changed > 10
 
 
 def test_plugin_controls_are_recorded_with_their_facts(study):

@@ -10,6 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 from conftest import FIXTURE_CT, FIXTURE_SEG
+from volprobe.controls.counterfactuals import case_relations
 from volprobe.probes.questions import QuestionSettings, case_from_graph, generate_questions
 from volprobe.segmentation.masks import LabelMap, load_masks
 from volprobe.segmentation.phantoms.generate import case_seed, make_phantom
@@ -23,9 +24,10 @@ N_PHANTOMS = 14
 
 @lru_cache(maxsize=None)
 def phantom_graph(index: int, orientation: str = "RAS", variation: float = 1.0) -> RelationGraph:
-    """Relation graph of phantom ``index`` (seed ``case_seed(0, index)``), case id ``ph{index:02d}``."""
+    """Relation graph of phantom ``index`` (seed ``case_seed(0, index)``), case id ``ph{index:02d}``, with its
+    counterfactual graphs."""
     ph = make_phantom(case_seed(0, index), orientation=orientation, variation=variation, noise_hu=0.0)
-    return build_relation_graph(ph.labels, ph.volume, case=f"ph{index:02d}")
+    return case_relations(ph.labels, ph.volume, case=f"ph{index:02d}")
 
 
 def phantom_graphs(n: int = N_PHANTOMS, orientation: str = "RAS", variation: float = 1.0) -> list[RelationGraph]:
@@ -53,11 +55,12 @@ def flipped(volume: Volume, masks: LabelMap, axes: tuple[int, ...]) -> tuple[Vol
 
 @lru_cache(maxsize=None)
 def fixture_graph(layout: str = "RAS") -> RelationGraph:
-    """The real fixture's graph; ``layout`` 'LPS' stores the same scan with i and j reversed."""
+    """The real fixture's graph (with its counterfactual graphs); ``layout`` 'LPS' stores the same scan with i
+    and j reversed."""
     volume, masks = fixture_volume_and_masks()
     if layout == "LPS":
         volume, masks = flipped(volume, masks, (0, 1))
-    return build_relation_graph(masks, volume, case="example")
+    return case_relations(masks, volume, case="example")
 
 
 def generate(graphs, **settings):

@@ -134,6 +134,24 @@ def test_quickstart_runs_on_the_real_fixture(no_weights, tmp_path_factory):
     assert len(items) == 60 and all(i["case"] == "ct" for i in items)
 
 
+def test_controls_apply_runs_on_the_real_fixture(no_weights):
+    from volprobe.segmentation.masks import load_masks
+    from volprobe.segmentation.volume import load_volume
+
+    lines = probe_lines(section("Looking at what a model sees"))
+    assert [a[:2] for a in lines] == [["controls", "apply"]]
+    shutil.copy(FIXTURE_CT, "ct.nii.gz")
+    Path("masks").mkdir()
+    shutil.copy(FIXTURE_SEG, "masks/ct.nii.gz")
+    result = invoke(lines[0])
+    assert result.exit_code == 0, result.output
+    volume = load_volume("mirrored.nii.gz")
+    moved = load_masks("mirrored_seg.nii.gz", volume)
+    original = load_masks("masks/ct.nii.gz", load_volume("ct.nii.gz"))
+    left = next(i for i, n in original.names.items() if n == "kidney_left")
+    assert moved.names[left] == "kidney_right" and (moved.labels == left).sum() == (original.labels == left).sum()
+
+
 def test_benchmark_commands_run_on_invented_files(no_weights):
     from volprobe.probes.datasets.synthetic import write_synthetic_3drad
 

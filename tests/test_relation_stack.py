@@ -345,9 +345,10 @@ def test_the_boundary_graph_sits_on_every_threshold(graphs):
 def test_a_graph_keeps_its_stack_and_copies_build_their_own(graphs):
     g = graphs[0]
     assert g.stack is g.stack and len(g.stack) == 1 and g.stack.cases == [g.case]
-    m = g.mirrored("lr")
+    m = g.renamed({"kidney_left": "kidney_right", "kidney_right": "kidney_left"})
     assert m.stack is not g.stack
-    assert m.side("liver").value == "left" and g.side("liver").value == "right"
+    assert m.side("kidney_left").value == g.side("kidney_right").value == "right"
+    assert g.audit.passed and not m.audit.passed  # the renamed kidneys sit on the wrong sides
     with pytest.raises(KeyError):
         g.direction("liver", "not_a_structure", "lr")
     with pytest.raises(ValueError):

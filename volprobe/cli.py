@@ -113,14 +113,19 @@ def seed_option(default: int = 0):
                                                      "*_left structures stay on the patient's left.")
 @click.option("--noise", "noise_hu", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="SD of the Gaussian noise in HU.")
-def phantom_cmd(out_dir, n, seed, shape, spacing, orientation, variation, situs_inversus, noise_hu) -> None:
+@click.option("--overwrite", is_flag=True,
+              help="Replace phantoms made with other settings in OUT (default: refuse, since items made from them "
+                   "would point at new volumes).")
+def phantom_cmd(out_dir, n, seed, shape, spacing, orientation, variation, situs_inversus, noise_hu,
+                overwrite) -> None:
     """Write synthetic torso CTs with TotalSegmentator-named masks (volprobe's embedded data).
 
     \b
     Each case: <case>.nii.gz (CT, int16 HU), <case>_seg.nii.gz (multilabel, label names in
     the NIfTI header extension as TotalSegmentator writes them) and <case>_layout.json (the
     generator's known layout in patient RAS+ mm and the designed relations). One scan per
-    patient; cases already written with the same settings are kept.
+    patient; cases already written with the same settings are kept. A folder holding phantoms
+    made with other settings is refused unless --overwrite.
     Example:
       probe phantom --out phantoms/ --n 16 --seed 0 --orientation mixed
       probe relations phantoms/phantom_s0_000.nii.gz --masks phantoms/phantom_s0_000_seg.nii.gz --out rel.json
@@ -130,7 +135,7 @@ def phantom_cmd(out_dir, n, seed, shape, spacing, orientation, variation, situs_
     _guard("probe phantom", [Path(out_dir) / "manifest.json"], [], folder=out_dir)
     cases = generate_phantoms(out_dir, n, seed, shape=shape or DEFAULT_SHAPE, spacing=spacing or DEFAULT_SPACING,
                               orientation=orientation, variation=variation, situs_inversus=situs_inversus,
-                              noise_hu=noise_hu)
+                              noise_hu=noise_hu, overwrite=overwrite)
     click.echo(f"wrote {len(cases)} phantoms to {out_dir} (manifest: {out_dir}/manifest.json)")
 
 @main.command("segment")
@@ -199,11 +204,14 @@ def relations_cmd(ct, masks, out, resample_masks, centroid_margin, extent_margin
     contact, containment, surface distance, volume ratio; each with its margin in mm and
     'indeterminate' under the thresholds. A laterality audit checks that *_left/*_right
     structures lie on their side of the midline; a failure (mirrored image, wrong header) is
-    printed loudly and stored in the output.
+    printed loudly and stored in the output. The file also holds the graph of the masks under every
+    geometric control (mirror_lr, flip_si, flip_ap and plugins), transformed as the control transforms
+    the CT: the counterfactual gold answers of `probe questions` come from them.
     Example:
       probe relations ct.nii.gz --masks masks/ct.nii.gz --out ct_relations.json
     """
-    from volprobe.segmentation.relations.graph import RelationThresholds, relations_for_case, summarize
+    from volprobe.controls.counterfactuals import relations_for_case
+    from volprobe.segmentation.relations.graph import RelationThresholds, summarize
 
     _guard("probe relations", _file_outputs(out), [ct, masks])
     thresholds = RelationThresholds(centroid_margin_mm=centroid_margin, extent_margin_mm=extent_margin,
@@ -274,8 +282,11 @@ def questions_cmd(cases, out, per_case, categories, formats, seed, masks_suffix,
     B vs A) and rotated options balance yes/no, left/right and option positions per category and
     format, and the answers of families that vary across cases are balanced across the cases that
     ask them; each item carries its relation, margin, evidence axes and axial slices,
-    counterfactual golds for mirror_lr / flip_si / flip_ap, and prior_fixed (normal anatomy fixes
-    the answer, judged across cases).
+    counterfactual golds for mirror_lr / flip_si / flip_ap (and any geometric plugin control), computed
+    from the masks transformed as the control transforms the CT (see `probe controls apply`), the
+    controls under which its gold changes only because left/right names swap (name_swap_only), the
+    content hashes of the CT and masks it was made from, and prior_fixed (normal anatomy fixes the
+    answer, judged across cases).
     volume_path is relative to the folder of OUT.
     Examples:
       probe questions rel/ --out items.jsonl --per-case 60 --seed 0
@@ -612,11 +623,14 @@ def _parse_model_options(pairs: tuple[str, ...]) -> dict:
               help="With --ray: number of workers (default: one per GPU, or per CPU slot).")
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
               help="With --ray: GPUs each worker holds (default 1 when --device is cuda, else 0).")
+@click.option("--allow-changed-volumes", is_flag=True,
+              help="Run items whose volume differs from the one they were made from (their records are tagged "
+                   "volume_changed); default: stop with an error naming the file and the item.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @seed_option()
 def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size, limit, shard, single_slice,
-            model_options, label, no_retry_errors, ctrate_metadata, ray_address, workers, gpus_per_worker, no_progress,
-            seed) -> None:
+            model_options, label, no_retry_errors, ctrate_metadata, ray_address, workers, gpus_per_worker,
+            allow_changed_volumes, no_progress, seed) -> None:
     """Answer every item under every control; one JSON record per (item, control) in OUT.
 
     \b
@@ -625,7 +639,9 @@ def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size
     ended in an error (a missing volume, a model failure) are run again on resume (and the
     count said) unless --no-retry-errors. Items are grouped by case so each volume is read
     once and each (volume, control) input is prepared once. Decoding is the adapter's
-    (greedy by default) and is recorded with every record.
+    (greedy by default) and is recorded with every record. Each volume read is checked against
+    the content hash its items were made from (metadata volume_sha256): a changed volume stops
+    the run (records so far kept) unless --allow-changed-volumes.
     Exit status: 0 when every record holds an answer, 3 when the run finished but some
     records hold an error (rerun the same command to retry them), 2 for bad input.
     Examples:
@@ -653,7 +669,7 @@ def run_cmd(model_spec, items_path, controls, out_dir, device, dtype, batch_size
                              single_slice=single_slice, model_options=_parse_model_options(model_options),
                              label=label, seed=seed, batch_size=batch_size, limit=limit, shard=shard,
                              progress=not no_progress, retry_errors=not no_retry_errors,
-                             ctrate_metadata=ctrate_metadata, ray=ray)
+                             ctrate_metadata=ctrate_metadata, ray=ray, allow_changed_volumes=allow_changed_volumes)
     click.echo(str(summary))
     if summary.errors_remaining:
         first = summary.first_error.strip().splitlines()[0][:200] if summary.first_error else "?"
@@ -681,22 +697,78 @@ def merge_cmd(run_dirs, out_dir) -> None:
     click.echo(str(merge_runs(run_dirs, out_dir)))
 
 
-@main.command("controls")
-def controls_cmd() -> None:
+@main.group("controls", invoke_without_command=True)
+@click.pass_context
+def controls_cmd(ctx) -> None:
     """List the registered controls (built-ins and plugins) and what evidence each removes or changes.
 
     The roles in brackets are what reports read: the reference condition, the conditions without
-    the image, and the counterfactuals (whose gold answers change, along a patient axis).
+    the image, and the counterfactuals (whose gold answers change, along a patient axis); those that
+    move the anatomy (geometry) have their golds computed from the masks moved the same way.
+    `probe controls apply` writes what a model sees under a control.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from volprobe.controls import STANDARD_CONTROLS, list_controls
 
     for cls in list_controls():
         roles = ["reference" if cls.reference else "", "no image" if cls.removes_image else "",
-                 f"counterfactual ({cls.patient_axis or 'any axis'})" if cls.changes_gold else "gold unchanged"]
+                 f"counterfactual ({cls.patient_axis or 'any axis'})" if cls.changes_gold else "gold unchanged",
+                 "geometry: golds from the moved masks" if cls.changes_geometry else ""]
         params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
         facts = "; ".join(r for r in roles + [params] if r)
         click.echo(f"{cls.name:<16} {cls.statement} [{facts}]")
     click.echo(f"standard set (--control standard): {', '.join(STANDARD_CONTROLS)}")
+
+
+@controls_cmd.command("apply")
+@click.argument("volume", type=click.Path())
+@click.option("--control", "spec", required=True, metavar="C[:VALUE]", help="Control, e.g. mirror_lr, shuffled_slices, "
+              "single_slice:middle (see `probe controls`).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Image to write (.nii.gz, .nii, .nrrd, .mha); a manifest is written beside it.")
+@click.option("--labels", type=click.Path(), default=None,
+              help="Masks of VOLUME (TotalSegmentator multilabel or folder): also write them moved the same way "
+                   "(nearest neighbour, names in the header; only for controls that change geometry).")
+@click.option("--labels-out", type=click.Path(dir_okay=False), default=None,
+              help="Where the moved masks go. [default: OUT with _seg before its suffix]")
+@click.option("--resample-masks", is_flag=True,
+              help="Resample masks on another grid to the volume by nearest neighbour (default: refuse).")
+@click.option("--item", "item_id", default=None, metavar="ID",
+              help="Apply the control as for this item (needed by controls whose input depends on the item, "
+                   "e.g. single_slice:evidence); with --items.")
+@click.option("--items", "items_path", type=click.Path(dir_okay=False), default=None, help="Items file holding --item.")
+@click.option("--case", default=None,
+              help="Case id the control's seed derives from. [default: the item's case, else VOLUME's name]")
+@seed_option()
+def controls_apply_cmd(volume, spec, out, labels, labels_out, resample_masks, item_id, items_path, case, seed) -> None:
+    """Write what a model sees under a control (and, with --labels, the masks moved the same way).
+
+    \b
+    The image is exactly what `probe run` feeds a model for this case and seed; the moved masks
+    are what the items' counterfactual golds are computed from, so you can look at both and check
+    the golds (e.g. load them in 3D Slicer or ITK-SNAP).
+    Examples:
+      probe controls apply ph/phantom_s0_003.nii.gz --control mirror_lr --out mirrored.nii.gz \\
+          --labels ph/phantom_s0_003_seg.nii.gz
+      probe controls apply ct.nii.gz --control single_slice:evidence --item ID --items items.jsonl --out slice.nii.gz
+    """
+    from volprobe.controls.export import apply_control_to_files, labels_output_path
+
+    if (item_id is None) != (items_path is None):
+        raise click.UsageError("--item and --items go together")
+    item = None
+    if item_id is not None:
+        from volprobe.items import read_items
+
+        found = [it for it in read_items(items_path) if it.id == item_id]
+        if not found:
+            raise VolprobeError(f"{items_path}: no item {item_id!r}")
+        item = found[0]
+    moved = (labels_out or labels_output_path(out)) if labels else None
+    _guard("probe controls apply", _file_outputs(out) + _file_outputs(moved), [volume, labels, items_path])
+    click.echo(str(apply_control_to_files(volume, spec, out, labels=labels, labels_out=moved, item=item, case=case,
+                                          seed=seed, resample_masks=resample_masks)))
 
 
 @main.command("models")

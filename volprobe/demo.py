@@ -65,6 +65,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
              echo=print) -> DemoResult:
     """Run the demo into ``out`` with ``n_cases`` evaluation cases (and as many training cases)."""
     from volprobe.controls import STANDARD_CONTROLS, get_control
+    from volprobe.controls.counterfactuals import relations_for_case
     from volprobe.errors import VolprobeError
     from volprobe.manifest import write_manifest
     from volprobe.probes.baselines import fit_baseline, save_baseline
@@ -73,7 +74,6 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
     from volprobe.probes.models.base import load_model
     from volprobe.probes.questions import QuestionSettings, generate_questions, load_cases, write_question_set
     from volprobe.segmentation.phantoms.generate import generate_phantoms
-    from volprobe.segmentation.relations.graph import relations_for_case
     from volprobe.stats import ReportSettings, make_report
 
     if int(n_cases) < 2:
@@ -101,7 +101,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
     graphs = []
     for c in tqdm(cases, desc="relations", unit="case", disable=not progress):
         target, seg = rel_dir / f"{c['case_id']}.json", out / "phantoms" / c["files"]["seg"]["path"]
-        if not target.exists() or target.stat().st_mtime < seg.stat().st_mtime:  # reuse only up-to-date graphs
+        if not _up_to_date(target, seg):  # reuse only graphs newer than their masks, of this format version
             relations_for_case(out / "phantoms" / c["files"]["ct"]["path"], seg, target, case=c["case_id"])
         graphs.append(target)
     stage("relations")
@@ -149,6 +149,19 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
                    extra={"timings_s": timings, "expectations": [vars(e) for e in expectations],
                           "items": {"train": len(train), "test": len(test)}})
     return DemoResult(out=out, report=report, expectations=expectations, key_table=key, timings=timings)
+
+
+def _up_to_date(relations: Path, masks: Path) -> bool:
+    from volprobe.errors import VolprobeError
+    from volprobe.jsonio import read_json
+    from volprobe.segmentation.relations.graph import RELATIONS_VERSION
+
+    if not relations.exists() or relations.stat().st_mtime < masks.stat().st_mtime:
+        return False
+    try:
+        return read_json(relations).get("version") == RELATIONS_VERSION
+    except VolprobeError:
+        return False
 
 
 def key_table(accuracy: pd.DataFrame, controls: list[str]) -> pd.DataFrame:

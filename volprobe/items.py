@@ -43,7 +43,13 @@ class Item:
             ([first, last] array indices along the volume's axial axis), ``structures`` (names).
         counterfactual: control name → gold answer after that counterfactual (e.g. ``mirror_lr``);
             None marks an item whose answer cannot be transformed under that control.
-        metadata: anything else (relation, margin in mm, template, open-ended phrasing, ...).
+        metadata: anything else (relation, margin in mm, template, open-ended phrasing, ...). Keys other layers
+            read: ``category``, ``prior_fixed``; ``volume_sha256`` / ``masks_sha256``: SHA-256 content hashes
+            (voxel data, dtype, shape, affine; ``Volume.content_hash``) of the CT and the masks on its grid the
+            item was computed from (``probe run`` checks the volume it reads against it);
+            ``name_swap_only``: the counterfactual controls under which the gold changes only because
+            left/right names swap; ``control_params``: control → the parameters its counterfactual gold was
+            computed with (copied into run records).
     """
 
     id: str
@@ -154,8 +160,9 @@ def check_item_fields(item: Item) -> None:
     rejects (records copy these fields): a non-empty string id; string question, answer and task; case,
     patient, subtask null or strings; volume_path null or a non-empty string; options a list of strings;
     chance in [0, 1]; evidence, counterfactual and metadata objects, with ``evidence['axes']`` a list of axis
-    names, counterfactual golds strings or null, ``metadata['category']`` a string and
-    ``metadata['prior_fixed']`` true, false or null when present."""
+    names, counterfactual golds strings or null, ``metadata['category']`` a string,
+    ``metadata['prior_fixed']`` true, false or null, the metadata hashes strings, ``name_swap_only`` a list of
+    names and ``control_params`` an object of objects, when present."""
     if not isinstance(item.id, str) or not item.id.strip():
         raise FormatError(f"item id must be a non-empty string, got {item.id!r}")
     where = f"item {item.id}"
@@ -189,6 +196,16 @@ def check_item_fields(item: Item) -> None:
     prior = item.metadata.get("prior_fixed")
     if prior is not None and not isinstance(prior, bool):
         raise FormatError(f"{where}: metadata['prior_fixed'] must be true, false or null, got {prior!r}")
+    for key in ("volume_sha256", "masks_sha256"):
+        value = item.metadata.get(key)
+        if value is not None and not isinstance(value, str):
+            raise FormatError(f"{where}: metadata[{key!r}] must be a hex digest or null, got {value!r}")
+    swaps = item.metadata.get("name_swap_only")
+    if swaps is not None and (not isinstance(swaps, list) or not all(isinstance(c, str) for c in swaps)):
+        raise FormatError(f"{where}: metadata['name_swap_only'] must be a list of control names, got {swaps!r}")
+    params = item.metadata.get("control_params")
+    if params is not None and (not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values())):
+        raise FormatError(f"{where}: metadata['control_params'] must map control names to objects, got {params!r}")
 
 
 def write_items(items: Iterable[Item], path: str | Path,

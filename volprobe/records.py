@@ -21,6 +21,9 @@ from volprobe.jsonio import json_default, parse_json_object, versioned_fields
 from volprobe.manifest import write_manifest
 
 RECORD_FORMAT_VERSION = 1
+#: Record tags (:attr:`RunRecord.tags`).
+NAME_SWAP_ONLY = "name_swap_only"
+VOLUME_CHANGED = "volume_changed"
 
 
 @dataclass
@@ -36,9 +39,11 @@ class RunRecord:
         evidence_axes: patient axes the answer depends on ('lr', 'ap', 'si').
         prior_fixed: True when normal anatomy fixes the answer (question sets), None if unknown.
         control: control label (``full``, ``text_only``, ``mirror_lr``, ...); control_seed: its seed.
-        control_params: the control's settings (e.g. which slice).
+        control_params: the control's settings (e.g. which slice; for a flip, the array axis and its angle to the
+            patient axis, ``axis_angle_deg``, also for models that read no image: from the item's
+            ``metadata['control_params']``).
         control_facts: what the control does, as the control states it (``reference``,
-            ``removes_image``, ``needs_volume``, ``changes_gold``, ``patient_axis``; see
+            ``removes_image``, ``needs_volume``, ``changes_gold``, ``changes_geometry``, ``patient_axis``; see
             :meth:`volprobe.controls.base.Control.facts`); the statistics read control roles from here.
         input_hash: SHA-256 of the exact model input (prepared tensors or images + prompt).
         model: model name as given on the command line; model_revision: weights revision/hash.
@@ -53,6 +58,10 @@ class RunRecord:
         latency_s: seconds spent generating this item (batch time shared equally).
         generation: decoding settings (do_sample, max_new_tokens, ...).
         seed: the run's seed.
+        tags: facts about this (item, control) that reports may set apart: ``name_swap_only`` (the gold
+            changes under this control only because left/right names swap; from the item's
+            ``metadata['name_swap_only']``), ``volume_changed`` (the volume read differs from the one the
+            item was made from, run with ``--allow-changed-volumes``).
     """
 
     item_id: str
@@ -86,6 +95,7 @@ class RunRecord:
     latency_s: float | None = None
     generation: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    tags: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -107,9 +117,16 @@ class RunRecord:
                  control_facts: Mapping[str, Any] | None = None, **other: Any) -> "RunRecord":
         """The record of ``model`` answering ``item`` under ``control``: the item's fields copied
         (patient falls back to the case, category to the subtask and task), ``gold`` the gold under the
-        control (default: the item's answer), ``correct`` False until the answer is scored. Other record
+        control (default: the item's answer), ``correct`` False until the answer is scored, the control's
+        parameters the item states (``metadata['control_params'][control]``) under the given ones, and the tag
+        ``name_swap_only`` when the item lists the control in ``metadata['name_swap_only']``. Other record
         fields as keyword arguments."""
         other.setdefault("correct", False)
+        stated = (item.metadata.get("control_params") or {}).get(control)
+        if stated:
+            other["control_params"] = {**stated, **(other.get("control_params") or {})}
+        if control in (item.metadata.get("name_swap_only") or ()):
+            other["tags"] = [*other.get("tags", ()), NAME_SWAP_ONLY]
         return cls(item_id=item.id, model=model, control=control, gold=item.answer if gold is None else gold,
                    gold_original=item.answer, case=item.case, patient=item.patient_key or None, task=item.task,
                    subtask=item.subtask, category=item.category, answer_type=item.answer_type, chance=item.chance,
@@ -126,7 +143,7 @@ _OPTIONAL_STRINGS = ("case", "patient", "subtask", "category", "parsed", "gold_o
                      "model_revision", "no_image_mode")
 _FLAGS = ("correct", "unparseable", "refused")
 #: What a control states about itself (see ``Control.facts``): flags, and the patient axis it acts on.
-_FACT_FLAGS = ("reference", "removes_image", "needs_volume", "changes_gold")
+_FACT_FLAGS = ("reference", "removes_image", "needs_volume", "changes_gold", "changes_geometry")
 
 
 def _number(value: Any) -> bool:
@@ -136,7 +153,7 @@ def _number(value: Any) -> bool:
 def check_record_fields(rec: RunRecord, where: str = "record") -> None:
     """The types and ranges every reader of records checks (``probe score``, ``merge``, ``report``): the key
     fields non-empty strings, text fields strings or null, flags true/false, a known answer type, chance in
-    [0, 1], axes a list of names, control facts flags and an axis name, scores numbers. Records a run writes
+    [0, 1], axes and tags lists of strings, control facts flags and an axis name, scores numbers. Records a run writes
     pass (they copy items that passed :func:`volprobe.items.check_item_fields`)."""
     for name in _KEY_FIELDS:
         value = getattr(rec, name)
@@ -171,6 +188,8 @@ def check_record_fields(rec: RunRecord, where: str = "record") -> None:
                           f"patient_axis to an axis name or null, got {facts!r}")
     if not isinstance(rec.scores, dict) or not all(isinstance(k, str) and _number(v) for k, v in rec.scores.items()):
         raise FormatError(f"{where}: field 'scores' must map score names to numbers, got {rec.scores!r}")
+    if not isinstance(rec.tags, list) or not all(isinstance(t, str) for t in rec.tags):
+        raise FormatError(f"{where}: field 'tags' must be a list of strings, got {rec.tags!r}")
     for name in ("control_params", "generation"):
         if not isinstance(getattr(rec, name), dict):
             raise FormatError(f"{where}: field {name!r} must be an object, got {getattr(rec, name)!r}")

@@ -6,8 +6,8 @@ one, and :mod:`volprobe.controls.builtin` for the built-ins (``probe controls`` 
 
 from volprobe.controls.base import (CONTROLS, Control, ControlContext, ControlError, ControlledInput, ExcludedItem,
                                     get_control, list_controls, reference_control, register_control)
-from volprobe.controls.builtin import STANDARD_CONTROLS, counterfactual_axes, expand_control_specs
+from volprobe.controls.builtin import STANDARD_CONTROLS, expand_control_specs, geometric_controls
 
 __all__ = ["CONTROLS", "Control", "ControlContext", "ControlError", "ControlledInput", "ExcludedItem", "get_control",
-           "list_controls", "reference_control", "register_control", "STANDARD_CONTROLS", "counterfactual_axes",
+           "list_controls", "reference_control", "register_control", "STANDARD_CONTROLS", "geometric_controls",
            "expand_control_specs"]

@@ -30,6 +30,14 @@ Adding a control takes a few lines::
 
 after which ``probe run --control noise`` works (import the module first, e.g. from a plugin
 package, or register before calling :func:`volprobe.probes.run.engine.run`).
+
+A control that moves the anatomy within the image (a flip, a rotation, a crop) and whose gold answers
+follow the moved anatomy states ``changes_geometry = True`` (with ``changes_gold = True``) and implements
+:meth:`Control.transform_labels`: the label map transformed exactly as :meth:`Control.apply` transforms
+the CT (the same voxel moves, nearest neighbour, structures named as a reader of the transformed image
+would name them). Question generation then computes every item's gold under that control from the
+relation graph of the transformed label map (see :mod:`volprobe.controls.counterfactuals`), so the gold is
+right by construction for any orientation and any such control, built-in or plugin.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from volprobe.errors import FormatError, VolprobeError
 from volprobe.items import Item
 from volprobe.registry import Registry
 from volprobe.seeding import derive_seed
+from volprobe.segmentation.masks import LabelMap
 from volprobe.segmentation.volume import Volume
 
 
@@ -107,6 +116,12 @@ class Control:
             ``blank``, whose image is empty): the verdict's "without the volume".
         needs_volume: False when the control feeds no image input at all (``text_only``).
         changes_gold: True when the gold answer can change (counterfactuals); see :meth:`gold`.
+        changes_geometry: True when :meth:`apply` moves the anatomy within the image by a geometric
+            transform (flip, rotation, crop) and the gold follows the moved anatomy: the control then
+            implements :meth:`transform_labels`, is item-independent and has ``changes_gold``; items carry
+            its gold computed from the transformed label map, before any run, so the transform must not
+            depend on the run seed. False for controls that keep the geometry and for those that only
+            remove evidence (one slice, shuffled slices: gold unchanged by design).
         patient_axis: 'lr', 'ap' or 'si' for counterfactuals along one patient axis, else None.
         item_dependent: True when the input depends on the item, not only on its case (the engine
             then calls :meth:`apply` per item; otherwise once per case).
@@ -119,6 +134,7 @@ class Control:
     reference: ClassVar[bool] = False
     removes_image: ClassVar[bool] = False
     changes_gold: ClassVar[bool] = False
+    changes_geometry: ClassVar[bool] = False
     patient_axis: ClassVar[str | None] = None
     needs_volume: ClassVar[bool] = True
     item_dependent: bool = False
@@ -150,7 +166,8 @@ class Control:
     def facts(cls) -> dict[str, Any]:
         """What the control does, as recorded with every run record (``RunRecord.control_facts``)."""
         return {"reference": cls.reference, "removes_image": cls.removes_image, "needs_volume": cls.needs_volume,
-                "changes_gold": cls.changes_gold, "patient_axis": cls.patient_axis}
+                "changes_gold": cls.changes_gold, "changes_geometry": cls.changes_geometry,
+                "patient_axis": cls.patient_axis}
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description (for manifests and ``probe controls``)."""
@@ -201,6 +218,38 @@ class Control:
         """The model input for ``item`` whose (untransformed) volume is ``volume``. Override this."""
         raise NotImplementedError
 
+    def apply_to_case(self, volume: Volume | None, case: str, ctx: ControlContext | None = None) -> ControlledInput:
+        """:meth:`apply` without an item: the model input of any item of ``case`` (for item-independent
+        controls; the seed derives from the case as in a run with ``ctx.seed``).
+
+        Raises:
+            ControlError: the control's input depends on the item (e.g. ``single_slice:evidence``).
+        """
+        if self.item_dependent:
+            raise ControlError(f"control {self.label!r} depends on the item (its input differs between the items "
+                               "of one case); give an item to apply it to")
+        stand_in = Item(id=f"{case}/<any item>", question="", answer="", answer_type="open", case=case)
+        return self.apply(volume, stand_in, ctx or ControlContext())
+
+    # -- the label map, for golds that follow the anatomy ------------------------------------------------
+    def transform_labels(self, labels: LabelMap) -> LabelMap:
+        """The label map transformed as :meth:`apply` transforms the CT (controls that ``changes_geometry``).
+
+        The same voxel moves, nearest neighbour (no label is blended), on the grid :meth:`apply` gives
+        the CT, with structures named as a reader of the transformed image would name them (a left/right
+        mirror renames side-named structures: the kidney now on the image's left is ``kidney_left``);
+        a renamed structure keeps its label id, so ``labels.names[i]`` → ``result.names[i]`` says what
+        was renamed.
+        """
+        raise NotImplementedError(f"control {self.name!r} changes geometry but does not transform label maps")
+
+    def keeps_distances(self, affine) -> bool:
+        """True when :meth:`transform_labels` on a grid with this voxel → patient ``affine`` (4×4) moves voxels
+        by an isometry of patient space (distances between voxel centres kept, grid unchanged): then surface
+        distances, contact and containment of every pair are unchanged and may be reused. Default False
+        (everything is recomputed)."""
+        return False
+
     def __call__(self, volume: Volume | None, item: Item, ctx: ControlContext) -> ControlledInput:
         """MONAI-style: ``control(volume, item, ctx)`` is :meth:`apply`."""
         return self.apply(volume, item, ctx)
@@ -222,6 +271,9 @@ def _check_control(cls: type) -> None:
         raise ControlError(f"control name {cls.name!r} may not contain ':' or ','")
     if cls.changes_gold and cls.patient_axis not in (None, "lr", "ap", "si"):
         raise ControlError(f"control {cls.name!r}: patient_axis {cls.patient_axis!r} is not one of lr, ap, si")
+    if cls.changes_geometry and not (cls.changes_gold and cls.transform_labels is not Control.transform_labels):
+        raise ControlError(f"control {cls.name!r} changes geometry: it needs changes_gold = True and a "
+                           "transform_labels method (the label map moved as apply moves the CT)")
 
 
 #: Every control by name: volprobe's built-ins and plugins' (entry-point group ``volprobe.controls``).

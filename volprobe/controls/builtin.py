@@ -5,6 +5,13 @@ group ``volprobe.controls``, as a plugin would).
 All act on a :class:`~volprobe.segmentation.volume.Volume` in patient space (RAS+ mm); "axial"
 means the array axis closest to the patient's superior–inferior axis (``Volume.axial_axis``).
 :data:`STANDARD_CONTROLS` is the set a study runs by default (``--control standard``).
+
+The counterfactuals are array-axis flips, not exact reflections about a patient plane: the voxel data
+are reversed along the array axis nearest the patient axis and the affine kept. That is lossless (the
+model sees the scanner's own voxels, no interpolation) and cheap; on an oblique grid the mirror plane is
+tilted by the angle between that array axis and the patient axis (``axis_angle_deg``, recorded with every
+record). Gold answers follow the image the model sees: they are computed from the label map flipped the
+same way (:meth:`AxisFlip.transform_labels`), never from what an exact reflection would do.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from volprobe.controls.base import (CONTROLS, Control, ControlContext, ControlEr
                                     register_control)
 from volprobe.errors import FormatError
 from volprobe.items import Item
-from volprobe.segmentation.volume import POSITIVE_SIDE, Volume
+from volprobe.segmentation.masks import LabelMap
+from volprobe.segmentation.names import mirror_name
+from volprobe.segmentation.volume import POSITIVE_SIDE, Volume, array_axis_for
 
 AIR_HU = -1000
 #: The controls of a standard study, in report order: every built-in control, ``single_slice``
@@ -212,21 +221,50 @@ class AxisFlip(Control):
     the anatomy appears mirrored along that patient axis.
 
     With an oblique affine the flipped array axis is only approximately the patient axis: the
-    mirror plane is tilted by the angle between them (``axis_angle_deg`` in the params).
+    mirror plane is tilted by the angle between them (``axis_angle_deg`` in the params). The label
+    map is flipped along the same array axis (:meth:`transform_labels`), so golds follow the tilt.
+    ``renames_sides``: a left/right mirror renames side-named structures (a reader names them by the
+    side they appear on).
     """
 
     changes_gold = True
+    changes_geometry = True
+    renames_sides: bool = False
 
     def apply(self, volume: Volume, item: Item, ctx: ControlContext) -> ControlledInput:
-        axis = volume.array_axis(self.patient_axis)
-        flipped = np.flip(volume.array, axis=axis).copy(order="K")  # positive strides, layout kept
-        return self.output(item, volume.with_array(flipped), array_axis=axis,
-                           axis_angle_deg=round(axis_angle_deg(volume, axis, self.patient_axis), 3))
+        params = self.params_for(volume.affine)
+        return self.output(item, volume.with_array(flip_array(volume.array, params["array_axis"])), **params)
+
+    def params_for(self, affine: np.ndarray) -> dict:
+        """The recorded parameters on a grid with this affine: the flipped array axis and its tilt."""
+        axis = array_axis_for(affine, self.patient_axis)
+        return {"array_axis": axis, "axis_angle_deg": round(axis_angle_deg(affine, axis, self.patient_axis), 3)}
+
+    def transform_labels(self, labels: LabelMap) -> LabelMap:
+        """The labels flipped along the same array axis as the CT (affine kept); with :attr:`renames_sides`,
+        side-named structures renamed (``kidney_left`` ↔ ``kidney_right``, ids kept)."""
+        axis = array_axis_for(labels.affine, self.patient_axis)
+        names = {i: mirror_name(n) if self.renames_sides else n for i, n in labels.names.items()}
+        return LabelMap(flip_array(labels.labels, axis), labels.affine, names, source=labels.source)
+
+    def keeps_distances(self, affine) -> bool:
+        """A flip of one array axis is an isometry of patient space when the affine's columns are orthogonal
+        (any spacing; not for a sheared grid)."""
+        columns = np.asarray(affine, float)[:3, :3]
+        unit = columns / np.linalg.norm(columns, axis=0)
+        return bool(np.allclose(unit.T @ unit, np.eye(3), atol=1e-6))
 
 
-def axis_angle_deg(volume: Volume, array_axis: int, patient_axis: str) -> float:
-    """Angle in degrees between an array axis and a patient axis ('lr', 'ap', 'si'), ignoring sign."""
-    direction = volume.affine[:3, array_axis] / np.linalg.norm(volume.affine[:3, array_axis])
+def flip_array(array: np.ndarray, axis: int) -> np.ndarray:
+    """``array`` reversed along ``axis``, with positive strides and its memory layout kept."""
+    return np.flip(array, axis=axis).copy(order="K")
+
+
+def axis_angle_deg(affine: np.ndarray, array_axis: int, patient_axis: str) -> float:
+    """Angle in degrees between an array axis of a grid (its 4×4 voxel → patient affine) and a patient axis
+    ('lr', 'ap', 'si'), ignoring sign."""
+    affine = np.asarray(affine, float)
+    direction = affine[:3, array_axis] / np.linalg.norm(affine[:3, array_axis])
     component = abs(direction[("lr", "ap", "si").index(patient_axis)])
     return math.degrees(math.acos(min(1.0, float(component))))
 
@@ -240,6 +278,7 @@ def _flip_statement(axis: str, other: str, verb: str) -> str:
 class MirrorLR(AxisFlip):
     name = "mirror_lr"
     patient_axis = "lr"
+    renames_sides = True
     statement = _flip_statement("lr", "left", "mirrors")
 
 
@@ -257,13 +296,19 @@ class FlipAP(AxisFlip):
     statement = _flip_statement("ap", "posterior", "flips")
 
 
-def counterfactual_axes() -> dict[str, str]:
-    """Registered mirror controls (:class:`AxisFlip`) → the patient axis each mirrors: the counterfactuals
-    whose gold answers a question set carries (built-ins in :data:`STANDARD_CONTROLS` order, then plugins)."""
+def geometric_controls() -> list[Control]:
+    """Every registered control that ``changes_geometry`` (built-ins and plugins), with default parameters:
+    the counterfactuals whose gold answers relations files and question sets carry, computed from the
+    transformed label map (built-ins in :data:`STANDARD_CONTROLS` order, then plugins by name)."""
     order = [spec.partition(":")[0] for spec in STANDARD_CONTROLS]
-    mirrors = [cls for cls in CONTROLS.classes() if issubclass(cls, AxisFlip)]
-    mirrors.sort(key=lambda cls: (order.index(cls.name) if cls.name in order else len(order), cls.name))
-    return {cls.name: cls.patient_axis for cls in mirrors}
+    found = [cls for cls in CONTROLS.classes() if cls.changes_geometry]
+    found.sort(key=lambda cls: (order.index(cls.name) if cls.name in order else len(order), cls.name))
+    controls = [cls() for cls in found]
+    for c in controls:
+        if c.item_dependent:
+            raise ControlError(f"control {c.name!r} changes geometry but depends on the item; a geometric control "
+                               "must transform every item of a case alike")
+    return controls
 
 
 def expand_control_specs(specs) -> list[str]:

@@ -289,6 +289,17 @@ def _read_mask_folder(p: Path) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     return labels, affine, names
 
 
+def save_label_map(label_map: LabelMap, path: str | Path, names: Mapping[int, str] | None = None) -> Path:
+    """Write a label map as a NIfTI multilabel file with its label names in the header extension, as
+    TotalSegmentator writes them (``names``, default the map's own), so :func:`load_masks` reads the names back."""
+    from totalsegmentator.nifti_ext_header import add_label_map_to_nifti
+
+    from volprobe.segmentation.volume import nifti_image, save_nifti_image
+
+    img = nifti_image(label_map.labels, label_map.affine)
+    return save_nifti_image(add_label_map_to_nifti(img, dict(label_map.names if names is None else names)), path)
+
+
 def label_map_from_volume(volume: Volume, labels: np.ndarray, names: Mapping[int, str]) -> LabelMap:
     """A LabelMap on ``volume``'s grid (raises when shapes differ)."""
     if tuple(labels.shape) != volume.shape:
@@ -296,5 +307,6 @@ def label_map_from_volume(volume: Volume, labels: np.ndarray, names: Mapping[int
     return LabelMap(labels=labels, affine=volume.affine, names=dict(names), source=volume.source)
 
 
-__all__ = ["LabelMap", "load_masks", "check_same_grid", "resample_labels_nearest", "read_label_names_from_header",
+__all__ = ["LabelMap", "load_masks", "save_label_map", "check_same_grid", "resample_labels_nearest",
+           "read_label_names_from_header",
            "totalsegmentator_class_map", "label_map_from_volume", "VolumeReadError"]

@@ -493,13 +493,26 @@ def warn_if_not_ct(vol: Volume) -> None:
 
 def save_nifti(vol: Volume, path: str | Path) -> Path:
     """Write a Volume as NIfTI (affine stored as sform and qform, RAS+)."""
+    return save_nifti_image(nifti_image(vol.array, vol.affine), path)
+
+
+def nifti_image(array: np.ndarray, affine: np.ndarray):
+    """A nibabel NIfTI-1 image of ``array`` with ``affine`` stored as sform and qform (RAS+)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(array), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img
+
+
+def save_nifti_image(img, path: str | Path) -> Path:
+    """Write a nibabel image to ``path`` (.nii or .nii.gz) through a temporary file, so a kill or a full disk
+    keeps the old file."""
     import nibabel as nib
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(np.asarray(vol.array), vol.affine)
-    img.set_qform(vol.affine, code=1)
-    img.set_sform(vol.affine, code=1)
     suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")  # a kill or a full disk keeps the old file
     try:

@@ -86,6 +86,10 @@ def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, tests: 
                 cols.update({"n_changed": changed, "tracking": cf_tracks, "kept_original": changed & (ans_c == gold_ref),
                              "ref_tracking": ref_tracks, "followed": cf_tracks & ~ref_tracks,
                              "against": ref_tracks & ~cf_tracks})
+                # name_swap_only tag: tracking also over the changed items whose gold moves with the anatomy,
+                # leaving out those whose gold changes only because left/right names swap
+                geometry = changed & ~panel.name_swap_only[m, c]
+                cols.update({"n_changed_geometry": geometry, "tracking_geometry": geometry & (ans_c == gold_c)})
             comparisons = {"": (cc.astype(float) - cr.astype(float), pairs, "two-sided")}
             if cf:  # answers equal the transformed gold with the counterfactual volume more than with the original
                 comparisons["tracking_"] = (cf_tracks.astype(float) - ref_tracks.astype(float), changed, "greater")
@@ -107,6 +111,7 @@ def paired_table(panel: Panel, groups: Groups, roles, s: ReportSettings, tests: 
             for name in ("tracking", "kept_original", "ref_tracking"):
                 table[f"{name}_rate"] = table[name] / changed
             table["tracking_gain"] = (table["followed"] - table["against"]) / changed
+            table["tracking_geometry_rate"] = table["tracking_geometry"] / table["n_changed_geometry"]  # name_swap_only
             p = mcnemar_pvalues(table["followed"].fillna(0), table["against"].fillna(0), "greater")
             table["p_tracking_mcnemar"] = np.where(changed > 0, p, np.nan)
     return table

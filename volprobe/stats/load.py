@@ -30,7 +30,7 @@ import pyarrow.json as pj
 
 from volprobe.errors import FormatError
 from volprobe.fileio import GZIP_MAGIC, read_input_bytes
-from volprobe.records import RECORD_FORMAT_VERSION, RunRecord
+from volprobe.records import NAME_SWAP_ONLY, RECORD_FORMAT_VERSION, RunRecord
 from volprobe.jsonio import parse_json_object
 
 #: The record fields the statistics read (see RunRecord); everything else is skipped.
@@ -70,7 +70,8 @@ class RecordTable:
     ``refused`` (bool); ``chance`` (float, NaN for open items); ``evidence`` (axes joined by '+',
     sorted, ``none`` when empty); ``prior_fixed`` (``prior-fixed`` | ``not prior-fixed``; missing if unknown);
     ``source`` (index into ``sources``); ``score:<name>`` (float, NaN where absent); ``fact:<name>`` (the
-    record's control facts, missing where the record states none).
+    record's control facts, missing where the record states none); ``name_swap_only`` (bool: the record is
+    tagged so, its gold changing under its control only because left/right names swap).
     """
 
     frame: pd.DataFrame
@@ -140,7 +141,7 @@ SCHEMA = pa.schema(
     + [(name, pa.string()) for name in STRING_FIELDS]
     + [(name, pa.bool_()) for name in BOOL_FIELDS]
     + [("chance", pa.float64()), ("evidence_axes", pa.list_(pa.string())),
-       ("control_facts", pa.struct(list(FACT_FIELDS)))]
+       ("control_facts", pa.struct(list(FACT_FIELDS))), ("tags", pa.list_(pa.string()))]
 )
 
 
@@ -354,7 +355,13 @@ def _to_frame(tables: list) -> pd.DataFrame:
     facts = table.column("control_facts")
     for name, _kind in FACT_FIELDS:
         table = table.append_column(FACT_PREFIX + name, pc.struct_field(facts, name))
-    table = table.drop_columns(["evidence_axes", "prior_fixed", "format_version", "control_facts"])
+    # name_swap_only tag: one bool column (tracking is also reported without these items)
+    tags = table.column("tags").combine_chunks()
+    swap = np.zeros(table.num_rows, dtype=bool)
+    hits = pc.fill_null(pc.equal(pc.list_flatten(tags), NAME_SWAP_ONLY), False).to_numpy(zero_copy_only=False)
+    swap[pc.list_parent_indices(tags).to_numpy()[hits]] = True
+    table = table.append_column("name_swap_only", pa.array(swap))
+    table = table.drop_columns(["evidence_axes", "prior_fixed", "format_version", "control_facts", "tags"])
     for name in ("unparseable", "refused"):
         table = table.set_column(table.schema.get_field_index(name), name, pc.fill_null(table.column(name), False))
     table = table.append_column("evidence", evidence).append_column("prior_fixed", prior)

@@ -50,7 +50,8 @@ class Panel:
     untransformed gold code) and ``cluster`` (patient, else case, else the item itself).
     ``control_facts``: per control, the facts its records state; ``reference``: the control stated to be
     the reference (None when no record says); ``no_image``: the controls that remove the image, those
-    with no image input first; ``counterfactual``: controls whose gold may change.
+    with no image input first; ``counterfactual``: controls whose gold may change; ``name_swap_only``:
+    [model, control, item] the record is tagged so (its gold changes only because left/right names swap).
     """
 
     models: list[str]
@@ -74,6 +75,7 @@ class Panel:
     no_image: list[str] = field(default_factory=list)
     cluster_level: str = "patient"
     errors: pd.DataFrame | None = None
+    name_swap_only: np.ndarray | None = None
 
     def valid(self, m: int, c: int) -> np.ndarray:
         """Items answered (without a model error) by model m under control c."""
@@ -165,6 +167,7 @@ def build_panel(table: RecordTable) -> Panel:
         no_image=sorted((c for c in controls if facts[c].get("removes_image")),
                         key=lambda c: (facts[c].get("needs_volume") is not False, controls.index(c))),
         cluster_level=_cluster_level(items), errors=errors,
+        name_swap_only=dense(f["name_swap_only"].to_numpy(dtype=bool), False, bool),
     )
 
 

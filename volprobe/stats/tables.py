@@ -154,10 +154,17 @@ def display_tables(a: Analysis, verdicts: pd.DataFrame) -> dict[str, tuple[str, 
                                    f"with the transformed gold (tracking), with the original gold, and the share of "
                                    f"{s.reference} answers already equal to the transformed gold; gain = tracking − "
                                    f"that share, points, {ci}; p: cluster-robust test of the gain, one-sided, "
-                                   f"{primary}, MDE at {mde_at}; McNemar p: exact, one-sided, {secondary}", pd.DataFrame({
+                                   f"{primary}, MDE at {mde_at}; McNemar p: exact, one-sided, {secondary}; w/o name "
+                                   "swaps: tracking over the changed items left when those whose gold changes only "
+                                   "because left/right names swap are set aside", pd.DataFrame({
                                        "Model": cf["model"], "Control": cf["control"], "Group": _groups(cf),
                                        "n changed": cf["n_changed"].astype(int),
                                        "Tracking %": cf["tracking_rate"].map(pct),
+                                       # name_swap_only tag: tracking without the items whose gold changes only
+                                       # because left/right names swap, and how many are left
+                                       "Tracking % w/o name swaps (n)": [
+                                           f"{pct(r)} ({int(k)})" for r, k in
+                                           zip(cf["tracking_geometry_rate"], cf["n_changed_geometry"])],
                                        "Kept original %": cf["kept_original_rate"].map(pct),
                                        f"{s.reference} = transformed %": cf["ref_tracking_rate"].map(pct),
                                        f"Gain [{level} CI]": _changes(cf, "tracking_", "tracking_gain"),

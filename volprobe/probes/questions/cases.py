@@ -8,7 +8,8 @@ Accepted inputs (``probe questions CASES...``):
   the manifest lists them (no flag needed);
 * with ``masks_suffix`` (e.g. ``_seg.nii.gz``): a CT ``NAME.nii.gz`` whose masks are ``NAME_seg.nii.gz``
   beside it, or a folder of such pairs; a CT in such a folder without its masks is an error. Graphs of
-  CTs are computed on the fly.
+  CTs are computed on the fly, with their counterfactual graphs (one per geometric control, see
+  :func:`volprobe.controls.counterfactuals.case_relations`); a relations file holds them already.
 
 The patient id comes from a phantom layout ``<case>_layout.json`` beside the relations file, the masks
 or the CT (its ``patient`` field), else it is the case id. The CT path is ``graph.source['ct']`` tried
@@ -106,12 +107,12 @@ def _case_from_relations(path: Path) -> QuestionCase:
 
 
 def _case_from_ct(ct: Path, masks: Path) -> QuestionCase:
+    from volprobe.controls.counterfactuals import case_relations
     from volprobe.segmentation.masks import load_masks
-    from volprobe.segmentation.relations.graph import build_relation_graph
     from volprobe.segmentation.volume import load_volume
 
     volume = load_volume(ct)
-    graph = build_relation_graph(load_masks(masks, volume), volume, case=_strip_nifti(ct.name))
+    graph = case_relations(load_masks(masks, volume), volume, case=_strip_nifti(ct.name))
     check_graph(graph, str(masks))
     return QuestionCase(graph, str(ct), _find_patient(graph.case, [ct.parent]), str(ct.resolve()), str(ct))
 
@@ -221,7 +222,8 @@ def load_cases(paths: Iterable[str | Path], masks_suffix: str | None = None, pro
 
 
 def case_from_graph(graph: RelationGraph, patient: str | None = None, volume_path: str | None = None) -> QuestionCase:
-    """A case from a graph in memory (tests, benchmarks)."""
+    """A case from a graph in memory (tests, benchmarks); its items carry counterfactual golds for the
+    counterfactual graphs it holds (:func:`volprobe.controls.counterfactuals.case_relations`)."""
     check_graph(graph, f"case {graph.case}")
     return QuestionCase(graph, f"<memory:{graph.case}>", patient or graph.case, volume_path,
                         graph.source.get("ct") if graph.source else None)

@@ -7,21 +7,28 @@ least ``min_volume_ml``; not excluded) and whose relation is clear there. A unit
 A family tagged prior_fixed false is asked in a case with a probability that balances its answers
 across cases (:data:`~volprobe.probes.questions.balance.FAMILY_BALANCE_RULE`).
 
-Gold answers, counterfactual golds (under every mirror control, see
-:func:`~volprobe.controls.counterfactual_axes`) and the oracle all come from
+Gold answers, counterfactual golds (under every geometric control, see
+:func:`~volprobe.controls.geometric_controls`) and the oracle all come from
 :func:`~volprobe.probes.questions.relation.answer_from_graph` semantics: the gold is the spec's
-outcome on the case's graph; a counterfactual gold is its outcome on ``graph.mirrored(axis)`` (computed
-on the graph itself by :func:`~volprobe.probes.questions.relation.mirror_spec`; None when the
-mirrored graph cannot decide it), and simply the gold when the answer does not depend on that axis. A
-case whose laterality audit failed gets no laterality item and no item naming a side-named structure
-(with a warning).
+outcome on the case's graph; a counterfactual gold is the same spec's outcome on the graph of the case's
+label map transformed by that control (``graph.counterfactuals``, see
+:mod:`volprobe.controls.counterfactuals`; None when that graph cannot decide it, or the case has no such
+graph, with a warning), for every item whatever its axes. An item whose counterfactual gold changes only
+because side names swap (the outcome on the transformed anatomy under the original names,
+``CounterfactualGraph.geometry_only``, equals the original outcome) lists that control in
+``metadata['name_swap_only']``; ``metadata['control_params']`` holds each transform's parameters on the
+case's grid (e.g. the tilt of a flipped array axis), and ``metadata['volume_sha256']`` /
+``metadata['masks_sha256']`` the content hashes of the CT and masks the item was computed from. A case
+whose laterality audit failed gets no laterality item and no item naming a side-named structure (with a
+warning).
 
 Speed: few relations recur across many cases, so each relation is evaluated once for every case of the
 run on a :class:`~volprobe.segmentation.relations.stack.RelationStack` of all the run's graphs
 (:func:`~volprobe.probes.questions.relation.stack_outcomes`: the evaluation
 :func:`~volprobe.probes.questions.relation.relation_outcome` does on a graph's stack of one), and
-units, texts and counterfactual outcomes are built once per run. Whether a key is clear in one of the
-first :data:`ACCEPT_CASES` sample cases is asked of a stack of those cases, built once per run.
+units, texts and counterfactual outcomes (on one stack of transformed graphs per geometric control) are
+built once per run. Whether a key is clear in one of the first :data:`ACCEPT_CASES` sample cases is
+asked of a stack of those cases, built once per run.
 
 Determinism: every choice comes from the seed through stable hashes and seeded generators; cases are
 processed in case-id order, so the same inputs and seed give identical items.
@@ -34,13 +41,13 @@ import gc
 import itertools
 from contextlib import contextmanager
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from volprobe.controls import counterfactual_axes
+from volprobe.controls import geometric_controls
 from volprobe.errors import VolprobeError
 from volprobe.items import Item
 from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_PRIOR_THRESHOLD,
@@ -49,8 +56,7 @@ from volprobe.probes.questions.balance import (DEFAULT_PRIOR_MIN_CASES, DEFAULT_
 from volprobe.probes.questions.cases import QuestionCase
 from volprobe.probes.questions.families import (CATEGORIES, FORMATS, OPTION_COUNT, Family, KeyStream, build_pools,
                                                 sample_graphs, select_families, unit_specs)
-from volprobe.probes.questions.relation import (MirroredSpec, mirror_spec, opposite_side, option_for, outcome_labels,
-                                                stack_outcomes)
+from volprobe.probes.questions.relation import opposite_side, option_for, outcome_labels, stack_outcomes
 from volprobe.probes.questions.templates import open_answer, render, template_family
 from volprobe.seeding import mix64, stable_hash
 from volprobe.segmentation.names import side_of
@@ -193,15 +199,11 @@ class _Question:
     relation: _Relation
     names: list[str]
     axes: list[str]
-    #: (control, spec, relation) of the counterfactuals whose axis the answer depends on: how the original
-    #: graph answers them (the other counterfactuals keep the gold: mirroring an axis the answer does
-    #: not depend on changes nothing)
-    mirrored: tuple[tuple[str, MirroredSpec, _Relation], ...]
     family: str
     margin_unit: str
-    #: (control, counterfactual outcome in every case of the run), filled on first use
-    #: (:meth:`_Builder.counterfactuals`)
-    cf_columns: list[tuple[str, list[str | None]]] | None = None
+    #: (control, counterfactual outcome in every case of the run, per case: does it differ from the gold only
+    #: by the renaming), filled on first use (:meth:`_Builder.counterfactuals`)
+    cf_columns: list[tuple[str, list[str | None], list[bool]]] | None = None
 
 
 @dataclass
@@ -289,19 +291,14 @@ def _evidence_axes(fam: Family, names: Sequence[str]) -> list[str]:
     return [a for a in PATIENT_AXES if a in axes]
 
 
-def _make_unit(fam: Family, key: tuple, seed: int, mirrors: dict[str, str]) -> _Unit:
+def _make_unit(fam: Family, key: tuple, seed: int) -> _Unit:
     bits = stable_hash(seed, "unit", fam.id, *key)
     questions = []
     for spec in unit_specs(fam, key, bits):
         names = _names_of(spec)
         axes = _evidence_axes(fam, names)
         unit = "ratio" if spec.get("criterion") == "size" else "share" if spec["kind"] == "inside" else "mm"
-        mirrored = []
-        for control, axis in mirrors.items():
-            if axis in axes:
-                m = mirror_spec(spec, axis)
-                mirrored.append((control, m, _relation(m.spec)))
-        questions.append(_Question(spec, _relation(spec), names, axes, tuple(mirrored), _family_id(spec), unit))
+        questions.append(_Question(spec, _relation(spec), names, axes, _family_id(spec), unit))
     return _Unit(fam, key, bits, questions, f"{fam.id}:{','.join(key)}")
 
 
@@ -317,6 +314,26 @@ class _CaseState:
         self.audit_failed = not self.graph.audit.passed
         self.hash = stable_hash(settings.seed, "case", case.case)
         self.id_prefix = f"{TASK}/{case.case}/"
+        #: each geometric control's parameters on this case's grid (shared, read-only, by its items)
+        self.control_params = {t: cf.params for t, cf in self.graph.counterfactuals.items()}
+
+
+class _CounterfactualStacks:
+    """The run's cases under one geometric control: ``named``, a stack of every case's transformed graph
+    (row i: case i; an empty graph for a case without one, whose outcomes are then all None), and
+    ``geometry``, the same graphs under the original names (None when no case renamed a structure)."""
+
+    def __init__(self, graphs: Sequence[RelationGraph], transform: str):
+        cfs = [g.counterfactuals.get(transform) for g in graphs]
+        self.named = RelationStack([_empty(g) if cf is None else cf.graph for g, cf in zip(graphs, cfs)])
+        renames = any(cf is not None and cf.renamed for cf in cfs)
+        self.geometry = RelationStack([_empty(g) if cf is None else cf.geometry_only
+                                       for g, cf in zip(graphs, cfs)]) if renames else None
+
+
+def _empty(graph: RelationGraph) -> RelationGraph:
+    """A graph of ``graph``'s case with no structure: every relation undecided."""
+    return replace(graph, structures={}, pairs={}, counterfactuals={})
 
 
 class _Builder:
@@ -330,8 +347,12 @@ class _Builder:
         graphs = list(graphs)
         self.settings = settings
         self.stack = stack = RelationStack(graphs)  # row i: case i of the run
-        #: the mirror controls (name → patient axis) whose gold answers the items carry
-        self.mirrors = counterfactual_axes()
+        #: the geometric controls whose gold answers the items carry (labels), and per control the stack of
+        #: every case's transformed graph and of its geometry-only version (:class:`_CounterfactualStacks`)
+        self.transforms = [c.label for c in geometric_controls()]
+        self.cf_stacks = {t: _CounterfactualStacks(graphs, t) for t in self.transforms}
+        #: cases without a counterfactual graph per control (their counterfactual golds are None)
+        self.missing = {t: [g.case for g in graphs if t not in g.counterfactuals] for t in self.transforms}
         #: (case, structure): may the case ask about it (in the universe, at least min_volume_ml)
         self.eligible = (stack.present & (np.nan_to_num(stack.volume_ml, nan=-1.0) >= settings.min_volume_ml)
                          & np.array([n in universe for n in stack.names], dtype=bool))
@@ -349,20 +370,36 @@ class _Builder:
         """The relation's outcome in every case (None: undecided there), evaluated for all cases at once on
         first use (:func:`stack_outcomes` on the run's stack); sets ``rel.margins`` too."""
         if rel.values is None:
-            got = self._columns.get(rel.core)
-            if got is None:
-                got = self._columns[rel.core] = stack_outcomes(rel.spec, self.stack)
-            values, rel.margins = got
-            if rel.flip is not None:
-                values = _mapped(values, rel.flip)
+            values, rel.margins = self.outcomes(rel, None, self.stack)
             rel.values = values
         return rel.values
 
-    def counterfactuals(self, q: _Question) -> list[tuple[str, list[str | None]]]:
-        """Per counterfactual control that ``q``'s answer depends on: its outcome on the mirrored graph of
-        every case (None: undecided there), read off the original graphs (:class:`MirroredSpec`)."""
+    def outcomes(self, rel: _Relation, where: tuple | None, stack: RelationStack) -> tuple[list, list]:
+        """The relation's outcomes (flipped for a twin) and margins in every case of ``stack``, evaluated once
+        per (``where``, canonical relation)."""
+        got = self._columns.get((where, rel.core))
+        if got is None:
+            got = self._columns[(where, rel.core)] = stack_outcomes(rel.spec, stack)
+        values, margins = got
+        return (values if rel.flip is None else _mapped(values, rel.flip)), margins
+
+    def counterfactuals(self, q: _Question) -> list[tuple[str, list[str | None], list[bool]]]:
+        """Per geometric control: ``q``'s outcome on every case's transformed graph (None: undecided there) and
+        whether it differs from the original outcome only by the renaming (the outcome on the transformed
+        anatomy under the original names equals the original one)."""
         if q.cf_columns is None:
-            q.cf_columns = [(control, _mapped(self.values(rel), m.value_back)) for control, m, rel in q.mirrored]
+            original = self.values(q.relation)
+            q.cf_columns = []
+            for t in self.transforms:
+                stacks = self.cf_stacks[t]
+                values, _ = self.outcomes(q.relation, (t, "named"), stacks.named)
+                if stacks.geometry is None:
+                    swap = [False] * len(values)
+                else:
+                    geometry, _ = self.outcomes(q.relation, (t, "geometry"), stacks.geometry)
+                    swap = [v is not None and o is not None and v != o and g == o
+                            for v, o, g in zip(values, original, geometry)]
+                q.cf_columns.append((t, values, swap))
         return q.cf_columns
 
     def allowed(self, unit: _Unit) -> list[bool]:
@@ -403,7 +440,7 @@ class _Builder:
     def unit(self, fam: Family, key: tuple) -> _Unit:
         u = self.units.get((fam.id, key))
         if u is None:
-            u = self.units[(fam.id, key)] = _make_unit(fam, key, self.settings.seed, self.mirrors)
+            u = self.units[(fam.id, key)] = _make_unit(fam, key, self.settings.seed)
         return u
 
     def unit_at(self, fam: Family, stream: KeyStream, position: int) -> _Unit | None:
@@ -483,10 +520,12 @@ class _Builder:
         items = []
         for q, (outcome, margin), t in zip(unit.questions, outcomes, texts):
             answer = t.answers.get(outcome, t.otherwise)
-            counterfactual = dict.fromkeys(self.mirrors, answer)
-            for control, column in (q.cf_columns or self.counterfactuals(q)):
+            counterfactual, name_swap_only = {}, []
+            for control, column, swap in (q.cf_columns or self.counterfactuals(q)):
                 cf = column[i]
                 counterfactual[control] = None if cf is None else t.answers.get(cf, t.otherwise)
+                if swap[i]:
+                    name_swap_only.append(control)
             first, last = structures[q.names[0]].axial_slices
             shared_first, shared_last = first, last
             for n in q.names[1:]:
@@ -506,6 +545,8 @@ class _Builder:
                 counterfactual=counterfactual,
                 metadata={**t.static, "margin": margin, "margin_mm": margin if t.in_mm else None,
                           "structures": names, "case": case_id, "open_answer": t.open_answers[outcome],
+                          "name_swap_only": name_swap_only, "control_params": state.control_params,
+                          "volume_sha256": case.graph.ct_hash, "masks_sha256": case.graph.labels_hash,
                           "prior_fixed": None, "prior_share": None, "prior_cases": 0}))
         seen.update(digests)
         if unit.balance:
@@ -701,6 +742,12 @@ def _generate(cases: Sequence[QuestionCase], settings: QuestionSettings, progres
                           "ct": case.ct_as_given, "volume_path": case.volume_path,
                           "labels_hash": case.graph.labels_hash, "ct_hash": case.graph.ct_hash,
                           "laterality_audit_passed": case.graph.audit.passed, "items": len(got)})
+    for transform, missing in builder.missing.items():
+        if missing:
+            warnings.append(f"{len(missing)} case(s) without a counterfactual graph for {transform}: their items carry "
+                            f"no gold under it (null; excluded from it in runs): {', '.join(missing[:5])}"
+                            f"{' ...' if len(missing) > 5 else ''}; compute the relations with `probe relations` "
+                            "(or give CT + masks) to have them")
     missing_ct = [c.case for c in cases if c.volume_path is None]
     if missing_ct:
         warnings.append(f"{len(missing_ct)} case(s) without a readable CT (volume_path is null; text-only use): "

@@ -6,10 +6,10 @@ Every spatial item stores a spec in ``item.metadata['relation']``. One function,
 (the relation rules, written once there). :func:`relation_outcome` is the same for one
 :class:`~volprobe.segmentation.relations.RelationGraph` (row 0 of the graph's stack of one), and
 :func:`answer_from_graph` maps that outcome to the item's option text. The generator evaluates each
-spec on all its cases at once for the gold answers and the counterfactual golds (the outcome on
-``graph.mirrored(axis)``, read off the original graph: :func:`mirror_spec`, :func:`mirrored_outcome`),
-and the ``oracle`` model answers through :func:`answer_from_graph` on the graph of whatever volume it
-is given, so the three can never disagree about what a question means.
+spec on all its cases at once for the gold answers, and on the graphs of the cases' label maps
+transformed by each geometric control for the counterfactual golds (``graph.counterfactuals``), and the
+``oracle`` model answers through :func:`answer_from_graph` on the graph of whatever volume it is given,
+so the three can never disagree about what a question means.
 
 Spec keys (all JSON):
 
@@ -34,14 +34,11 @@ Outcomes are never guessed: a missing structure or a relation under its threshol
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from volprobe.items import Item
-from volprobe.segmentation.names import mirror_name
 from volprobe.segmentation.relations.graph import RelationGraph
 from volprobe.segmentation.relations.stack import RelationStack, StackRelation
 from volprobe.segmentation.volume import NEGATIVE_SIDE, POSITIVE_SIDE
@@ -180,7 +177,7 @@ def answer_from_graph(item: Item, graph: RelationGraph) -> str | None:
 
     ``item.metadata['relation']`` is the item's spec (see the module docstring). None also for items
     without a spec. This is the single definition of a spatial item's answer: gold answers,
-    counterfactual golds (``graph.mirrored(axis)``) and the oracle all go through it.
+    counterfactual golds (on the graph of the transformed label map) and the oracle all go through it.
     """
     spec = item.metadata.get("relation") if item.metadata else None
     if not spec:
@@ -189,9 +186,6 @@ def answer_from_graph(item: Item, graph: RelationGraph) -> str | None:
     return option_for(spec, got[0] if got else None, item.options)
 
 
-# -- counterfactuals without building the mirrored graph ----------------------------------------------
-
-_mirror_name = lru_cache(maxsize=8192)(mirror_name)
 _OPPOSITE = {**{v: k for k, v in POSITIVE_SIDE.items()}, **{v: k for k, v in NEGATIVE_SIDE.items()}}
 
 
@@ -199,51 +193,3 @@ def opposite_side(value: str) -> str:
     """'left' ↔ 'right', 'anterior' ↔ 'posterior', 'superior' ↔ 'inferior'."""
     axis = _OPPOSITE[value]
     return NEGATIVE_SIDE[axis] if value == POSITIVE_SIDE[axis] else POSITIVE_SIDE[axis]
-
-
-@dataclass(frozen=True)
-class MirroredSpec:
-    """How to answer a spec on ``graph.mirrored(axis)`` by asking ``graph`` itself.
-
-    Mirroring along an axis reflects that coordinate (about the centre of the field of view) and, for
-    'lr', renames side-named structures; distances, contact, containment, sizes and distances to the
-    midline do not change. So on the mirrored graph the spec's outcome is the outcome of ``spec`` (its
-    structures renamed; an extreme or reach along the mirrored axis asks the opposite ``toward``) on
-    the original graph, with a structure outcome renamed back and a side/direction along the mirrored
-    axis reversed (``flip``).
-    """
-
-    spec: dict
-    axis: str
-    flip: bool
-
-    def outcome_back(self, got: tuple[str, float] | None) -> tuple[str, float] | None:
-        return None if got is None else (self.value_back(got[0]), got[1])
-
-    def value_back(self, value: str) -> str:
-        """The outcome on the mirrored graph, given the outcome of :attr:`spec` on the original graph."""
-        if self.flip:
-            return opposite_side(value)
-        if self.spec["kind"] in ("extreme", "touches_which") and self.axis == "lr":
-            return _mirror_name(value)
-        return value
-
-
-def mirror_spec(spec: Mapping[str, Any], axis: str) -> MirroredSpec:
-    """The spec to ask the original graph in place of ``spec`` on the graph mirrored along ``axis``."""
-    rename = _mirror_name if axis == "lr" else (lambda n: n)
-    out = dict(spec)
-    out["structures"] = [rename(n) for n in spec["structures"]]
-    if "anchor" in spec:
-        out["anchor"] = rename(spec["anchor"])
-    kind = spec["kind"]
-    along = spec.get("axis") == axis or (kind == "side" and axis == "lr")
-    if kind == "extreme" and along and spec["criterion"] in ("axis", "reach"):
-        out["toward"] = opposite_side(spec["toward"])
-    return MirroredSpec(out, axis, flip=along and kind in ("direction", "side"))
-
-
-def mirrored_outcome(spec: Mapping[str, Any], graph: RelationGraph, axis: str) -> tuple[str, float] | None:
-    """``relation_outcome(spec, graph.mirrored(axis))``, computed on ``graph`` (see :class:`MirroredSpec`)."""
-    m = mirror_spec(spec, axis)
-    return m.outcome_back(relation_outcome(m.spec, graph))

@@ -15,7 +15,10 @@ command resumes: done pairs are skipped, a line torn by a kill is cut, and recor
 error are run again (unless ``retry_errors=False``). See :mod:`volprobe.probes.run.store`.
 
 Each item's volume is its own ``volume_path``; the items of one case must name one volume (the
-engine reads each case's volume once), else the run stops before any work, naming both.
+engine reads each case's volume once), else the run stops before any work, naming both. A volume whose
+content hash differs from the one its items were made from (``metadata['volume_sha256']``) stops the
+run when it is read (records written so far are kept), unless ``allow_changed_volumes``: then the
+records of that case are tagged ``volume_changed``.
 
 The engine sets ``adapter.run_seed`` to the run seed before ``load()``, for adapters that draw
 random numbers (the ``random`` reference model).
@@ -38,8 +41,8 @@ from volprobe.errors import VolprobeError
 from volprobe.items import Item
 from volprobe.probes.models.base import Generation, ModelAdapter, Prepared, hash_bytes
 from volprobe.probes.scoring.answers import apply_score, score_output
-from volprobe.records import RunRecord
-from volprobe.probes.run.volume_cache import VolumeCache
+from volprobe.records import VOLUME_CHANGED, RunRecord
+from volprobe.probes.run.volume_cache import VolumeCache, VolumeChangedError, expected_volume_hashes
 from volprobe.probes.run.store import (JsonlAppender, RunFiles, RunLock, Shard, assign_shards, read_json, read_keys,
                                       take_out_errors, write_json_atomic)
 
@@ -61,6 +64,7 @@ class RunSummary:
         preparations: ``adapter.prepare`` calls; distinct_inputs: distinct model inputs among them;
             max_preparations_per_input: must be 1 (each (volume, control) input prepared once).
         volumes_loaded: volume reads (each case once unless evicted from the cache); volume_read_s: their time.
+        volumes_changed: cases whose volume differs from the one their items were made from (run anyway).
         elapsed_s: wall time of this invocation.
     """
 
@@ -80,6 +84,7 @@ class RunSummary:
     max_preparations_per_input: int = 0
     volumes_loaded: int = 0
     volume_read_s: float = 0.0
+    volumes_changed: int = 0
     elapsed_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,6 +99,9 @@ class RunSummary:
                  f"(max {self.max_preparations_per_input} per input), {self.volumes_loaded} volumes read "
                  f"({self.volume_read_s:.1f} s), {self.elapsed_s:.1f} s in all",
                  f"  records: {self.records_path}"]
+        if self.volumes_changed:
+            lines.append(f"  {self.volumes_changed} case(s) read a volume other than the one their items were made "
+                         "from (records tagged volume_changed)")
         for control, reasons in sorted(self.excluded.items()):
             for reason, n in sorted(reasons.items()):
                 lines.append(f"  excluded from {control}: {n} ({reason})")
@@ -173,7 +181,8 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
         model_label: str | None = None, items_path: str | Path | None = None, base_dir: str | Path | None = None,
         progress: bool = True, volume_cache: int = 4, command: str = "probe run",
         settings: dict[str, Any] | None = None, retry_errors: bool = True,
-        volume_reader: Callable | None = None, ray: Any = None) -> RunSummary:
+        volume_reader: Callable | None = None, ray: Any = None,
+        allow_changed_volumes: bool = False) -> RunSummary:
     """Answer every item under every control with ``model``; append one RunRecord per pair.
 
     Args:
@@ -197,10 +206,14 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
         volume_reader: ``read(path, case, patient) -> Volume`` used instead of ``load_volume`` (CT-RATE metadata).
         ray: a :class:`~volprobe.probes.run.distributed.RayOptions`: spread the work over Ray workers;
             records, resume and retry as in one process.
+        allow_changed_volumes: run items whose volume differs from the one they were made from (their
+            records tagged ``volume_changed``) instead of stopping.
 
     Raises:
         VolprobeError: bad arguments; items of one case naming different volumes; the folder holds a
             different run; another process writes it.
+        VolumeChangedError: a volume read is not the one its items were made from (unless
+            ``allow_changed_volumes``).
     """
     t_start = time.perf_counter()
     if batch_size < 1:
@@ -220,7 +233,8 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
     base = Path(base_dir) if base_dir is not None else (Path(items_path).parent if items_path else None)
 
     paths = case_volumes(items, lambda raw: VolumeCache.resolve_path(raw, base))
-    volumes = VolumeCache(paths, base, volume_cache, read=volume_reader)
+    volumes = VolumeCache(paths, base, volume_cache, read=volume_reader, expected=expected_volume_hashes(items),
+                          allow_changed=allow_changed_volumes)
     ctx = ControlContext(seed=seed, load_case=volumes.get, cases={
         c: p for c, (vp, p) in paths.items() if c and vp is not None and volumes.resolve(c).exists()})
     if model.uses_image:
@@ -262,6 +276,7 @@ def run(items: Sequence[Item], model: ModelAdapter, controls: Sequence[Control |
         if ray is None:
             summary.volumes_loaded = volumes.loaded
             summary.volume_read_s = round(volumes.read_s, 3)
+            summary.volumes_changed = len(volumes.changed)
         summary.elapsed_s = round(time.perf_counter() - t_start, 3)
         _close_run(files, state, summary, engine)
     return summary
@@ -420,6 +435,8 @@ class _Engine:
                     self.excl_out.write([self._exclusion(unit.item, unit.control, exc.reason)])
                     bar.update(1)
                     continue
+                except VolumeChangedError:
+                    raise  # stale items: the run stops (records so far kept)
                 except Exception as exc:  # missing volume, failing control: recorded, run goes on
                     unit.error = _describe(exc)
                     yield unit
@@ -449,7 +466,7 @@ class _Engine:
         if control.item_dependent or control.label not in current:
             try:
                 found: ControlledInput | Exception = control.apply(self.volumes.get(case), item, self.ctx)
-            except ExcludedItem:
+            except (ExcludedItem, VolumeChangedError):
                 raise
             except Exception as exc:
                 found = exc
@@ -499,6 +516,8 @@ class _Engine:
             no_image_mode=self.model.no_image_mode if prepared is not None and prepared.no_image else None,
             latency_s=None if latency is None else round(latency, 6), generation=self.generation, seed=self.seed,
             error=unit.error)
+        if item.case_key in self.volumes.changed:
+            rec.tags.append(VOLUME_CHANGED)
         try:
             rec.prompt = self.model.prompt(item)
         except Exception as exc:

@@ -1,4 +1,5 @@
-"""The run engine's volume cache: each case's CT read once, the next case read ahead in a thread."""
+"""The run engine's volume cache: each case's CT read once, the next case read ahead in a thread, and checked
+against the content hash its items were made from (``item.metadata['volume_sha256']``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,33 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
+
+from volprobe.errors import VolprobeError
+
+
+class VolumeChangedError(VolprobeError):
+    """The volume read for a case is not the one its items were made from (their gold may be wrong)."""
+
+
+def expected_volume_hashes(items: Iterable) -> dict[str, tuple[str, str]]:
+    """case -> (the volume content hash its items were made from, the id of an item saying so), for the cases
+    whose items record one (``metadata['volume_sha256']``).
+
+    Raises:
+        VolprobeError: two items of one case record different volumes (naming both).
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for it in items:
+        want = it.metadata.get("volume_sha256")
+        if not want:
+            continue
+        seen = found.setdefault(it.case_key, (want, it.id))
+        if seen[0] != want:
+            raise VolprobeError(f"case {it.case_key!r}: item {seen[1]!r} was made from the volume with content SHA-256 "
+                                f"{seen[0]} and item {it.id!r} from {want}; the items of one case must come from one "
+                                "volume (regenerate them)")
+    return found
 
 
 class VolumeCache:
@@ -22,12 +49,20 @@ class VolumeCache:
         size: volumes kept in memory (the current case and the next, each with a swapped_volume source).
         read: ``read(path, case, patient) -> Volume`` for files that need more than
             :func:`~volprobe.segmentation.volume.load_volume` (e.g. CT-RATE's metadata); None: ``load_volume``.
+        expected: case -> (content hash, item id) of the volume the case's items were made from
+            (:func:`expected_volume_hashes`); a volume read with another hash raises :class:`VolumeChangedError`,
+            or with ``allow_changed`` is used and its case listed in :attr:`changed`.
     """
 
     def __init__(self, paths: dict[str, tuple[str | None, str]], base_dir: Path | None, size: int = 4,
-                 read_ahead: bool = True, read: Callable[[Path, str, str | None], Any] | None = None):
+                 read_ahead: bool = True, read: Callable[[Path, str, str | None], Any] | None = None,
+                 expected: Mapping[str, tuple[str, str]] | None = None, allow_changed: bool = False):
         self.paths = paths
         self.read = read
+        self.expected = dict(expected or {})
+        self.allow_changed = allow_changed
+        #: case -> content hash of a volume read that differs from the one its items were made from
+        self.changed: dict[str, str] = {}
         self.base_dir = base_dir
         self.size = max(1, size)
         self.loaded = 0  #: volume reads done
@@ -87,12 +122,29 @@ class VolumeCache:
             patient = self.paths[case][1]
             found: Any = (self.read(path, case, patient) if self.read is not None
                           else load_volume(path, patient=patient))
+            self._check(case, path, found)
         except Exception as exc:
             return exc
         with self._lock:
             self.loaded += 1
             self.read_s += time.perf_counter() - t0
         return found
+
+    def _check(self, case: str, path: Path, volume) -> None:
+        if case not in self.expected:
+            return
+        want, item_id = self.expected[case]
+        got = volume.content_hash
+        if got == want:
+            return
+        if not self.allow_changed:
+            raise VolumeChangedError(
+                f"{path} is not the volume item {item_id!r} was made from (content SHA-256 {got[:16]}..., the item "
+                f"says {want[:16]}...): the file changed after the items were generated, so their gold answers may "
+                "be wrong; regenerate the items from it, or pass --allow-changed-volumes to run anyway (records "
+                "tagged volume_changed)")
+        with self._lock:
+            self.changed[case] = got
 
     def close(self) -> None:
         if self._pool is not None:

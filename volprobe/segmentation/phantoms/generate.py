@@ -26,7 +26,7 @@ import numpy as np
 
 from volprobe.errors import VolprobeError
 from volprobe.jsonio import write_json_atomic
-from volprobe.segmentation.masks import LabelMap, totalsegmentator_class_map
+from volprobe.segmentation.masks import LabelMap, save_label_map, totalsegmentator_class_map
 from volprobe.segmentation.phantoms.anatomy import (
     CODEBOOK, CUT_BY_DESIGN, TISSUE_CODE, TISSUE_HU, Part, design_torso,
 )
@@ -290,19 +290,13 @@ def make_phantom(seed: int = 0, *, shape: Iterable[int] = DEFAULT_SHAPE, spacing
 def write_phantom(phantom: Phantom, out_dir: str | Path, case_id: str) -> dict[str, Path]:
     """Write ``<case>.nii.gz`` (CT, int16 HU), ``<case>_seg.nii.gz`` (TotalSegmentator multilabel,
     names in the NIfTI header extension) and ``<case>_layout.json``; returns their paths."""
-    import nibabel as nib
-    from totalsegmentator.nifti_ext_header import add_label_map_to_nifti
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"ct": out_dir / f"{case_id}.nii.gz", "seg": out_dir / f"{case_id}_seg.nii.gz",
              "layout": out_dir / f"{case_id}_layout.json"}
     save_nifti(phantom.volume, paths["ct"])
-    seg = nib.Nifti1Image(phantom.labels.labels, phantom.labels.affine)
-    seg.set_qform(phantom.labels.affine, code=1)
-    seg.set_sform(phantom.labels.affine, code=1)
-    seg = add_label_map_to_nifti(seg, totalsegmentator_class_map("total"))  # the whole class map, as TotalSegmentator writes it
-    nib.save(seg, str(paths["seg"]))
+    # the whole class map, as TotalSegmentator writes it
+    save_label_map(phantom.labels, paths["seg"], names=totalsegmentator_class_map("total"))
     layout = {"case_id": case_id, "patient": phantom.volume.patient, **phantom.layout_json()}
     write_json_atomic(paths["layout"], layout, indent=1)
     return paths
@@ -316,12 +310,18 @@ def case_seed(seed: int, index: int) -> int:
 def generate_phantoms(out_dir: str | Path, n: int, seed: int = 0, *, shape: Iterable[int] = DEFAULT_SHAPE,
                       spacing: Iterable[float] = DEFAULT_SPACING, orientation: str = "RAS",
                       variation: float = 1.0, situs_inversus: bool = False, noise_hu: float = 2.0,
-                      progress: bool = True) -> list[dict[str, Any]]:
+                      progress: bool = True, overwrite: bool = False) -> list[dict[str, Any]]:
     """Write ``n`` phantoms to ``out_dir`` plus ``manifest.json``; returns one record per case.
 
     Case ``i`` is ``phantom_s<seed>_<i>`` with patient ``phantom_patient_s<seed>_<i>`` (one scan
     per patient) and seed :func:`case_seed`. ``orientation='mixed'`` cycles RAS, LPS, LAS,
-    oblique. Cases already written with the same parameters are kept (a stopped run resumes).
+    oblique. Cases already written with the same parameters are kept (a stopped run resumes; a larger
+    ``n`` adds cases).
+
+    Raises:
+        PhantomError: the folder holds phantoms made with other settings (its manifest's, or a case's files
+            under an id this call would write), unless ``overwrite``: items made from them would silently point
+            at new volumes (``probe run`` would then refuse them).
     """
     from tqdm import tqdm
 
@@ -336,36 +336,74 @@ def generate_phantoms(out_dir: str | Path, n: int, seed: int = 0, *, shape: Iter
                   situs_inversus=situs_inversus, noise_hu=noise_hu)
     PhantomParams(seed=seed, **common)  # check the parameters before writing anything
     check_memory(common["shape"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cases = []
-    for i in tqdm(range(int(n)), desc="phantoms", unit="case", disable=not progress):
+    settings = {"orientation": orientation, **common, "layout_version": LAYOUT_VERSION}
+    plan = []
+    for i in range(int(n)):
         case_id, patient = f"phantom_s{seed}_{i:03d}", f"phantom_patient_s{seed}_{i:03d}"
         orient = ORIENTATIONS[i % len(ORIENTATIONS)] if orientation == "mixed" else orientation
-        params = PhantomParams(seed=case_seed(seed, i), orientation=orient, **common)
+        plan.append((case_id, patient, orient, PhantomParams(seed=case_seed(seed, i), orientation=orient, **common)))
+    if not overwrite:
+        _refuse_other_settings(out_dir, seed, settings, plan)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for case_id, patient, orient, params in tqdm(plan, desc="phantoms", unit="case", disable=not progress):
         paths = _existing_case(out_dir, case_id, params)
         if paths is None:
             ph = make_phantom(params.seed, orientation=orient, patient=patient, **common)
             paths = write_phantom(ph, out_dir, case_id)
         cases.append({"case_id": case_id, "patient": patient, "seed": params.seed, "orientation": orient,
                       "files": {k: {"path": p.name, "sha256": sha256_file(p)} for k, p in paths.items()}})
-    write_manifest(out_dir, "probe phantom", seed=seed,
-                   parameters={"n": int(n), "orientation": orientation, **common, "layout_version": LAYOUT_VERSION},
+    write_manifest(out_dir, "probe phantom", seed=seed, parameters={"n": int(n), **settings},
                    extra={"cases": cases, "codebook": {t.key: t.hu for t in CODEBOOK}})
     return cases
 
 
-def _existing_case(out_dir: Path, case_id: str, params: PhantomParams) -> dict[str, Path] | None:
-    paths = {"ct": out_dir / f"{case_id}.nii.gz", "seg": out_dir / f"{case_id}_seg.nii.gz",
-             "layout": out_dir / f"{case_id}_layout.json"}
-    if not all(p.exists() for p in paths.values()):
-        return None
+def _case_paths(out_dir: Path, case_id: str) -> dict[str, Path]:
+    return {"ct": out_dir / f"{case_id}.nii.gz", "seg": out_dir / f"{case_id}_seg.nii.gz",
+            "layout": out_dir / f"{case_id}_layout.json"}
+
+
+def _stored_params(paths: dict[str, Path]) -> dict | None:
+    """The parameters a case's layout file states (None when unreadable or of another layout version)."""
     try:
         stored = json.loads(paths["layout"].read_text())
     except (OSError, ValueError):
         return None
-    same = stored.get("layout_version") == LAYOUT_VERSION and stored.get("params") == json.loads(
-        json.dumps(asdict(params)))
-    return paths if same else None
+    return stored.get("params") if stored.get("layout_version") == LAYOUT_VERSION else None
+
+
+def _existing_case(out_dir: Path, case_id: str, params: PhantomParams) -> dict[str, Path] | None:
+    paths = _case_paths(out_dir, case_id)
+    if not all(p.exists() for p in paths.values()):
+        return None
+    return paths if _stored_params(paths) == json.loads(json.dumps(asdict(params))) else None
+
+
+def _refuse_other_settings(out_dir: Path, seed: int, settings: dict, plan: list) -> None:
+    """Raise :class:`PhantomError` when ``out_dir`` holds phantoms made with other settings (see
+    :func:`generate_phantoms`): a ``probe phantom`` manifest with another seed or other parameters (``n``
+    aside), or a case this call would write whose layout states other parameters."""
+    hint = "use another --out folder, or pass --overwrite to replace them"
+    manifest = out_dir / "manifest.json"
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and str(old.get("command", "")).startswith("probe phantom"):
+            before = {k: v for k, v in (old.get("parameters") or {}).items() if k != "n"}
+            now = json.loads(json.dumps(settings))
+            if old.get("seed") != seed or before != now:
+                diff = [f"seed {old.get('seed')} -> {seed}"] if old.get("seed") != seed else []
+                diff += [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                         if before.get(k) != now.get(k)]
+                raise PhantomError(f"{out_dir} holds phantoms made with other settings ({'; '.join(diff)}); "
+                                   f"items made from them would point at new volumes: {hint}")
+    for case_id, _, _, params in plan:  # a case without its layout (written last) is an unfinished one: redone
+        paths = _case_paths(out_dir, case_id)
+        if paths["layout"].exists() and _stored_params(paths) != json.loads(json.dumps(asdict(params))):
+            raise PhantomError(f"{out_dir} holds case {case_id} made with other settings (see "
+                               f"{paths['layout'].name}); items made from it would point at a new volume: {hint}")
 
 
 def load_layout(path: str | Path) -> dict[str, Any]:

@@ -7,11 +7,11 @@
 - :mod:`.geometry` — surface distances and containment measured on a label map.
 """
 
-from volprobe.segmentation.relations.graph import (RELATIONS_FORMAT, RelationGraph, build_relation_graph,
-                                                   load_relation_graph, relations_for_case, summarize)
+from volprobe.segmentation.relations.graph import (RELATIONS_FORMAT, CounterfactualGraph, RelationGraph,
+                                                   build_relation_graph, load_relation_graph, summarize)
 from volprobe.segmentation.relations.rules import INDETERMINATE, PairGeometry, Relation, RelationThresholds
 from volprobe.segmentation.relations.stack import OVERLAP, RelationStack, StackRelation
 
-__all__ = ["INDETERMINATE", "RELATIONS_FORMAT", "PairGeometry", "Relation", "RelationGraph", "RelationThresholds",
-           "build_relation_graph", "load_relation_graph", "relations_for_case", "summarize", "OVERLAP",
+__all__ = ["INDETERMINATE", "RELATIONS_FORMAT", "CounterfactualGraph", "PairGeometry", "Relation", "RelationGraph",
+           "RelationThresholds", "build_relation_graph", "load_relation_graph", "summarize", "OVERLAP",
            "RelationStack", "StackRelation"]

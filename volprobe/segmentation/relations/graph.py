@@ -12,7 +12,11 @@ which answers a query for many rows at once; each query method here reads row 0 
 stack of one (:attr:`RelationGraph.stack`, built on first use), and the relations file
 (:meth:`RelationGraph.to_dict`) asks a stack whose rows are the graph's pairs
 (:meth:`RelationGraph.pair_summaries`). A graph is treated as read-only once queried:
-:meth:`RelationGraph.mirrored` and ``dataclasses.replace`` make new graphs, with new stacks.
+:meth:`RelationGraph.renamed` and ``dataclasses.replace`` make new graphs, with new stacks.
+
+A graph may carry :class:`CounterfactualGraph` s: the graphs of its label map under named transforms of
+the image (the geometric controls, computed by :mod:`volprobe.controls.counterfactuals`), stored in the
+same relations file, from which counterfactual gold answers are read.
 
 Conventions: axes are ``'lr'`` (x, + = patient's right), ``'ap'`` (y, + = anterior), ``'si'``
 (z, + = superior). ``graph.direction('liver', 'spleen', 'lr')`` answers "where is the liver
@@ -25,7 +29,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -34,17 +38,18 @@ from volprobe.jsonio import read_json, write_json_atomic
 from volprobe.segmentation.anatomy import StructureStats, boundary_points, find_runs, structure_stats
 from volprobe.segmentation.audit import LateralityAudit, Midline, body_centre_x, estimate_midline, laterality_audit
 from volprobe.segmentation.masks import LabelMap
-from volprobe.segmentation.names import mirror_name
 from volprobe.segmentation.relations.geometry import containment, surface_distances
 from volprobe.segmentation.relations.rules import INDETERMINATE, PairGeometry, Relation, RelationThresholds
 from volprobe.segmentation.relations.stack import OVERLAP, RelationStack, StackRelation
 from volprobe.segmentation.volume import NEGATIVE_SIDE, PATIENT_AXES, POSITIVE_SIDE, Volume, content_hash
 
-__all__ = ["INDETERMINATE", "RELATIONS_FORMAT", "RELATIONS_VERSION", "PairGeometry", "Relation", "RelationGraph",
-           "RelationThresholds", "build_relation_graph", "load_relation_graph", "relations_for_case", "summarize"]
+__all__ = ["INDETERMINATE", "RELATIONS_FORMAT", "RELATIONS_VERSION", "CounterfactualGraph", "PairGeometry", "Relation",
+           "RelationGraph", "RelationThresholds", "build_relation_graph", "case_from_path", "load_relation_graph",
+           "summarize"]
 
 RELATIONS_FORMAT = "volprobe.relations"
-RELATIONS_VERSION = 1
+#: 2: counterfactual graphs (one per geometric control) stored with the graph.
+RELATIONS_VERSION = 2
 _YES_NO = ("yes", "no")
 
 
@@ -80,8 +85,10 @@ class RelationGraph:
         case: case id; structures: name → stats; pairs: (a, b) with a < b → geometry.
         midline: the body's midline (RAS x); audit: the laterality audit.
         grid: shape, affine, spacing and axial axis of the label map; max_spacing_mm.
-        labels_hash / ct_hash: content hashes of the label map and CT (CT None when not given).
-        fov_min_mm / fov_max_mm: extent of the scan (voxel centres) along x, y, z, for mirroring.
+        labels_hash / ct_hash: SHA-256 content hashes (voxel data, dtype, shape, affine) of the label map on
+            the CT's grid and of the CT (None when not given); grid['fov_min_mm'] / ['fov_max_mm']: extent of
+            the scan (voxel centres) along x, y, z.
+        counterfactuals: transform (a geometric control's label) → :class:`CounterfactualGraph`.
     """
 
     case: str
@@ -94,7 +101,7 @@ class RelationGraph:
     labels_hash: str
     ct_hash: str | None = None
     source: dict = field(default_factory=dict)
-    mirrored_axes: tuple[str, ...] = ()
+    counterfactuals: dict[str, "CounterfactualGraph"] = field(default_factory=dict)
 
     # -- lookups -----------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
@@ -130,7 +137,7 @@ class RelationGraph:
     @cached_property
     def stack(self) -> RelationStack:
         """This graph as a :class:`~volprobe.segmentation.relations.stack.RelationStack` of one case: the
-        relation rules. Built on first use and kept; copies (``replace``, :meth:`mirrored`) build their own."""
+        relation rules. Built on first use and kept; copies (``replace``, :meth:`renamed`) build their own."""
         return RelationStack([self])
 
     # -- relations (row 0 of the stack; see RelationStack for each rule) ---------------------------------
@@ -200,35 +207,27 @@ class RelationGraph:
     def iter_pairs(self) -> Iterator[tuple[str, str]]:
         return iter(self.pairs)
 
-    # -- counterfactuals --------------------------------------------------------------------
-    def mirrored(self, axis: str) -> "RelationGraph":
-        """The graph of the image mirrored along ``axis`` (voxel data flipped, affine kept).
+    # -- names ------------------------------------------------------------------------------------
+    def renamed(self, mapping: Mapping[str, str]) -> "RelationGraph":
+        """This graph with structures renamed (``mapping``: name → new name; other names kept), pair keys and
+        containment shares reordered to match, the laterality audit redone; no counterfactual graphs.
 
-        Coordinates are reflected about the centre of the field of view. Mirroring left–right also
-        renames side-named structures, because a reader names them by the side they appear on
-        (``kidney_left`` is then the kidney on the image's left). Distances, contact, containment
-        and sizes are unchanged.
+        Raises:
+            ValueError: two structures would get one name.
         """
-        k = PATIENT_AXES.index(axis)
-        c2 = self.grid["fov_min_mm"][k] + self.grid["fov_max_mm"][k]
-        rename = mirror_name if axis == "lr" else (lambda n: n)
+        def rename(n: str) -> str:
+            return mapping.get(n, n)
 
-        def reflect(s: StructureStats) -> StructureStats:
-            cen, lo, hi = list(s.centroid_mm), list(s.min_mm), list(s.max_mm)
-            cen[k] = c2 - cen[k]
-            lo[k], hi[k] = c2 - s.max_mm[k], c2 - s.min_mm[k]
-            return replace(s, name=rename(s.name), centroid_mm=tuple(cen), min_mm=tuple(lo), max_mm=tuple(hi))
-
-        structures = {rename(n): reflect(s) for n, s in self.structures.items()}
+        structures = {rename(n): replace(s, name=rename(n)) for n, s in self.structures.items()}
+        if len(structures) != len(self.structures):
+            raise ValueError(f"{self.case}: renaming would give two structures one name")
         pairs = {}
         for (a, b), g in self.pairs.items():
             ra, rb = rename(a), rename(b)
             pairs[(ra, rb) if ra < rb else (rb, ra)] = g if ra < rb else replace(
                 g, share_a_in_b=g.share_b_in_a, share_b_in_a=g.share_a_in_b)
-        midline = Midline(c2 - self.midline.x_mm, self.midline.source) if axis == "lr" else self.midline
-        audit = laterality_audit(structures, midline, self.thresholds.audit_margin_mm)
-        return replace(self, structures=structures, pairs=pairs, midline=midline, audit=audit,
-                       mirrored_axes=self.mirrored_axes + (axis,))
+        audit = laterality_audit(structures, self.midline, self.thresholds.audit_margin_mm)
+        return replace(self, structures=structures, pairs=pairs, audit=audit, counterfactuals={})
 
     # -- serialisation --------------------------------------------------------------------------
     def pair_summary(self, a: str, b: str) -> dict:
@@ -273,9 +272,9 @@ class RelationGraph:
             "format": RELATIONS_FORMAT, "version": RELATIONS_VERSION, "case": self.case,
             "grid": self.grid, "labels_hash": self.labels_hash, "ct_hash": self.ct_hash, "source": self.source,
             "thresholds": asdict(self.thresholds), "midline": self.midline.to_dict(), "audit": self.audit.to_dict(),
-            "mirrored_axes": list(self.mirrored_axes),
             "structures": {n: s.to_dict() for n, s in sorted(self.structures.items())},
             "pairs": [],
+            "counterfactuals": {name: cf.to_dict() for name, cf in self.counterfactuals.items()},
         }
         pairs = sorted(self.pairs.items())
         if include_relations:
@@ -289,6 +288,16 @@ class RelationGraph:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "relations") -> "RelationGraph":
+        graph = cls._from_dict(d, where)
+        try:
+            graph.counterfactuals = {name: CounterfactualGraph.from_dict(cf, graph, f"{where}: counterfactual {name}")
+                                     for name, cf in d.get("counterfactuals", {}).items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise FormatError(f"{where}: malformed counterfactual graph ({type(exc).__name__}: {exc})") from exc
+        return graph
+
+    @classmethod
+    def _from_dict(cls, d: dict, where: str) -> "RelationGraph":
         if d.get("format") != RELATIONS_FORMAT:
             raise FormatError(f"{where}: not a volprobe relations file (format {d.get('format')!r})")
         if d.get("version") != RELATIONS_VERSION:
@@ -303,7 +312,7 @@ class RelationGraph:
                        midline=Midline(d["midline"]["x_mm"], d["midline"]["source"]),
                        audit=LateralityAudit.from_dict(d["audit"]), thresholds=RelationThresholds(**d["thresholds"]),
                        grid=d["grid"], labels_hash=d["labels_hash"], ct_hash=d.get("ct_hash"),
-                       source=d.get("source", {}), mirrored_axes=tuple(d.get("mirrored_axes", ())))
+                       source=d.get("source", {}))
         except (KeyError, TypeError) as exc:
             raise FormatError(f"{where}: malformed relations file ({type(exc).__name__}: {exc})") from exc
 
@@ -319,11 +328,65 @@ def load_relation_graph(path: str | Path) -> RelationGraph:
     return RelationGraph.from_dict(read_json(path), str(path))
 
 
+@dataclass
+class CounterfactualGraph:
+    """The relation graph of a case's label map under a named transform of its image (a geometric control).
+
+    Attributes:
+        transform: the control's label (``item.counterfactual`` keys).
+        params: the transform's parameters on this case's grid (e.g. which array axis was flipped and its
+            angle to the patient axis).
+        graph: the relation graph of the transformed label map (and CT), built by :func:`build_relation_graph`
+            with the original's thresholds; structures named as a reader of the transformed image names them.
+        renamed: name in :attr:`graph` → the original name of that structure, for the names that differ.
+        pairs_reused: the pair geometry was taken over from the original graph (renamed) because the
+            transform is an isometry of patient space (distances, contact, containment unchanged).
+    """
+
+    transform: str
+    params: dict
+    graph: RelationGraph
+    renamed: dict[str, str] = field(default_factory=dict)
+    pairs_reused: bool = False
+
+    @cached_property
+    def geometry_only(self) -> RelationGraph:
+        """:attr:`graph` with every structure under its original name: what the transform does to the anatomy
+        alone, without the renaming (a relation whose outcome here equals the original's changed only by name)."""
+        return self.graph.renamed(self.renamed) if self.renamed else self.graph
+
+    def to_dict(self) -> dict:
+        graph = self.graph.to_dict(include_relations=False)
+        graph.pop("counterfactuals")
+        if self.pairs_reused:  # the original's pairs, renamed: not stored twice
+            graph.pop("pairs")
+        return {"transform": self.transform, "params": self.params, "renamed": dict(sorted(self.renamed.items())),
+                "pairs_reused": self.pairs_reused, "graph": graph}
+
+    @classmethod
+    def from_dict(cls, d: dict, original: RelationGraph, where: str) -> "CounterfactualGraph":
+        g = dict(d["graph"])
+        renamed = dict(d.get("renamed", {}))
+        reused = bool(d.get("pairs_reused", False))
+        if reused:
+            g["pairs"] = []
+        graph = RelationGraph._from_dict(g, where)
+        if reused:
+            graph.pairs = original.renamed({old: new for new, old in renamed.items()}).pairs
+        return cls(d["transform"], dict(d.get("params", {})), graph, renamed, reused)
+
+
 # -- construction -----------------------------------------------------------------------------
 
 def build_relation_graph(label_map: LabelMap, volume: Volume | None = None, *, case: str | None = None,
-                         thresholds: RelationThresholds | None = None) -> RelationGraph:
+                         thresholds: RelationThresholds | None = None,
+                         pair_geometry: Mapping[tuple[str, str], PairGeometry] | None = None) -> RelationGraph:
     """Compute the relation graph of a label map (and optionally its CT, for the body midline).
+
+    ``pair_geometry``: the pairs' surface distances and containment when they are known not to differ from
+    what this label map gives (a transform that is an isometry of patient space, see
+    :meth:`volprobe.controls.Control.keeps_distances`; keys (a, b) with a < b under this map's names). They
+    dominate the cost, so they are then not measured again.
 
     Raises:
         MaskError: empty label map, or a CT on another grid.
@@ -342,10 +405,13 @@ def build_relation_graph(label_map: LabelMap, volume: Volume | None = None, *, c
     stats = structure_stats(labels, affine, dict(label_map.names), connectivity=t.connectivity,
                             runs=runs, boundary=boundary)
     names = sorted(stats)
-    dist = surface_distances(names, stats, boundary, affine, t.distance_cutoff_mm)
-    contained = containment(labels, runs, names, stats, boundary)
-    pairs = {(a, b): PairGeometry(d, lb, contained.get((a, b), 0.0), contained.get((b, a), 0.0))
-             for (a, b), (d, lb) in dist.items()}
+    if pair_geometry is None:
+        dist = surface_distances(names, stats, boundary, affine, t.distance_cutoff_mm)
+        contained = containment(labels, runs, names, stats, boundary)
+        pairs = {(a, b): PairGeometry(d, lb, contained.get((a, b), 0.0), contained.get((b, a), 0.0))
+                 for (a, b), (d, lb) in dist.items()}
+    else:
+        pairs = {(a, b): g for (a, b), g in pair_geometry.items() if a in stats and b in stats}
     body_x = body_centre_x(volume) if volume is not None else None
     midline = estimate_midline(stats, body_x)
     audit = laterality_audit(stats, midline, t.audit_margin_mm)
@@ -359,12 +425,13 @@ def build_relation_graph(label_map: LabelMap, volume: Volume | None = None, *, c
             "fov_min_mm": [float(v) for v in corners.min(axis=0)],
             "fov_max_mm": [float(v) for v in corners.max(axis=0)]}
     source = {"labels": label_map.source, "ct": volume.source if volume is not None else None}
-    return RelationGraph(case=case or _case_from(label_map.source), structures=stats, pairs=pairs, midline=midline,
+    return RelationGraph(case=case or case_from_path(label_map.source), structures=stats, pairs=pairs, midline=midline,
                          audit=audit, thresholds=t, grid=grid, labels_hash=content_hash(labels, affine),
                          ct_hash=volume.content_hash if volume is not None else None, source=source)
 
 
-def _case_from(source: str | None) -> str:
+def case_from_path(source: str | None) -> str:
+    """The case id a file names: its name without the image suffix and a ``_seg`` ending ('case' for none)."""
     if not source:
         return "case"
     name = Path(source).name
@@ -392,21 +459,3 @@ def summarize(graph: RelationGraph, max_pairs: int = 12) -> str:
     lines.append(f"{len(touching)} touching pairs" + (": " + ", ".join(f"{a}–{b}" for a, b in touching[:max_pairs])
                                                      + (" ..." if len(touching) > max_pairs else "") if touching else ""))
     return "\n".join(lines)
-
-
-def relations_for_case(ct: str | Path, masks: str | Path, out: str | Path, *, resample_masks: bool = False,
-                       thresholds: RelationThresholds | None = None, case: str | None = None) -> RelationGraph:
-    """Read a CT and its masks, build the relation graph, write it as JSON with a manifest beside it."""
-    from volprobe.manifest import write_manifest
-    from volprobe.segmentation.masks import load_masks
-    from volprobe.segmentation.volume import load_volume
-
-    volume = load_volume(ct)
-    label_map = load_masks(masks, volume, resample=resample_masks)
-    graph = build_relation_graph(label_map, volume, case=case or _case_from(str(ct)), thresholds=thresholds)
-    graph.save(out)
-    write_manifest(out, "probe relations", inputs=[ct, masks],
-                   input_hashes={"ct_content": graph.ct_hash or "", "labels_content": graph.labels_hash},
-                   parameters={"resample_masks": resample_masks, "thresholds": asdict(graph.thresholds)},
-                   extra={"laterality_audit_passed": graph.audit.passed, "masks_reoriented": label_map.reoriented})
-    return graph
