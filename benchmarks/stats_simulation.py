@@ -85,7 +85,7 @@ def nulls(replicates: int, n_boot: int, seed: int) -> None:
 
 
 def coverages(replicates: int, n_boot: int, seed: int) -> None:
-    print(f"\nCoverage of the 95% CI of the change (truth -32 points; patients with 1 + Poisson(19) items)")
+    print("\nCoverage of the 95% CI of the change (truth -32 points; patients with 1 + Poisson(19) items)")
     print(f"{'patients':<10}{'t interval (CR2)':>18}{'given':>8}{'percentile bootstrap':>22}")
     for k in COVERAGE_CLUSTERS:
         covered = given = boot = 0.0

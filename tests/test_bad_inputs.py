@@ -132,6 +132,16 @@ CASES = [
     ("report", "{records_latin1} --out {out}", 2, "records_latin1.jsonl:4: not utf-8"),
     ("report", "{records_chance7} --out {out}", 2, "chance"),
     ("report", "{root}/nope --out {out}", 2, "does not exist"),
+    ("report", "{run} --out {out} --browser-items -1", 2, "--browser-items"),
+    ("report", "{run} --out {out} --items {root}/nope.jsonl", 2, "does not exist"),
+    ("report", "{run} --out {out} --masks {a_file}", 2, "is a file"),
+    ("report", "{run} --out {out} --figure-width wide", 2, "--figure-width"),
+    # figure
+    ("figure", "no/such/item --runs {run} --out {out}.pdf", 2, "is in no record"),
+    ("figure", "x --runs {run} --out {records}", 2, "run folder"),
+    ("figure", "x --runs {run} --out {out}.png", 2, "give a .pdf path"),
+    ("figure", "x --runs {root}/nope --out {out}.pdf", 2, "does not exist"),
+    ("figure", "x --runs {run} --out {out}.pdf --width wide", 2, "--width"),
     # merge
     ("merge", "{run} --out {run}", 2, "input"),
     ("merge", "{run_clobbered} --out {out}", 2, "not a run manifest"),

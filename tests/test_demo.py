@@ -54,6 +54,14 @@ def test_demo_outputs_and_split(demo):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["parameters"]["n_cases"] == N_CASES
     assert (out / "report" / "report.md").exists()
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")  # with the item browser
+    data = json.loads(page.split('id="browser-data">', 1)[1].split("</script>", 1)[0])
+    per_category: dict[str, int] = {}
+    for it in data["items"]:
+        per_category[it["category"]] = per_category.get(it["category"], 0) + 1
+    assert set(per_category.values()) == {12} and len(per_category) == len(data["categories"])
+    assert data["total_items"] == sum(1 for _ in (out / "items" / "test.jsonl").open())
+    assert len(data["thumbnails"]) > 100 and len(page) < 20_000_000
     train = {json.loads(line)["case"] for line in (out / "items" / "train.jsonl").open()}
     test = {json.loads(line)["case"] for line in (out / "items" / "test.jsonl").open()}
     assert len(test) == N_CASES and len(train) == N_CASES and not train & test

@@ -133,6 +133,19 @@ def test_quickstart_runs_on_the_real_fixture(no_weights, tmp_path_factory):
     items = [json.loads(line) for line in open("items.jsonl")]
     assert len(items) == 60 and all(i["case"] == "ct" for i in items)
 
+    # "Seeing what the model saw", on these runs: the page with every item, and one item's figure
+    seeing = probe_lines(section("Seeing what the model saw"))
+    assert [a[0] for a in seeing] == ["report", "figure"]
+    seeing[1][1] = items[0]["id"]  # the README's id stands for any item id
+    for args in seeing:
+        result = invoke(args)
+        assert result.exit_code == 0, f"probe {' '.join(args)}\n{result.output}"
+    page = Path("report/report.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="browser-data">(.*?)</script>', page, flags=re.S).group(1))
+    assert len(data["items"]) == 60 and not any(it["notes"] for it in data["items"])  # volume and masks found
+    assert all(row["shown"][0]["images"] for it in data["items"] for row in it["rows"] if row["control"] == "full")
+    assert Path("figures/item.pdf").read_bytes()[:4] == b"%PDF" and Path("figures/item.png").exists()
+
 
 def test_controls_apply_runs_on_the_real_fixture(no_weights):
     from volprobe.segmentation.masks import load_masks

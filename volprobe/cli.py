@@ -80,7 +80,8 @@ def main() -> None:
       probe relations CT.nii.gz --masks masks/ct.nii.gz --out rel.json
       probe questions rel.json --out items.jsonl      # mask-verified spatial questions
       probe run --model oracle --items items.jsonl --control full --control text_only --out runs/oracle
-      probe report runs/oracle --out report/
+      probe report runs/oracle --out report/          # report.md, report.html (open it in a browser)
+      probe figure ITEM_ID --runs runs/oracle --out item.pdf
     Or everything at once on synthetic phantoms:  probe demo
     """
 
@@ -840,14 +841,33 @@ def doctor_cmd(model_spec, model_options) -> None:
               help="Also test the blind baselines and the random model for volume use (a sanity check of the "
                    "pipeline: they cannot use the volume).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG/PDF figures.")
+@click.option("--figure-width", type=click.Choice(["double", "single"]), default="double", show_default=True,
+              help="Figure width: a journal page (183 mm) or one column (89 mm).")
+@click.option("--no-html", is_flag=True, help="Skip report.html (the page with the item browser).")
+@click.option("--browser-items", type=click.IntRange(min=0), default=12, show_default=True, metavar="N",
+              help="Items per category in report.html's item browser, drawn with the seed; 0 shows every item "
+                   "(larger page).")
+@click.option("--items", "items_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Items file(s) for the item browser (default: the one each run's manifest names).")
+@click.option("--masks", "masks_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of each case's masks (CASE.nii.gz, CASE_seg.nii.gz or CASE/) for the outlines in "
+                   "report.html (default: NAME_seg.nii.gz beside each CT, or the masks the items were made from).")
 @seed_option()
 def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_controls, chance_test,
-               n_perm, intersect, assess_references, no_figures, seed) -> None:
+               n_perm, intersect, assess_references, no_figures, figure_width, no_html, browser_items, items_files,
+               masks_dirs, seed) -> None:
     """Statistics and paper-ready tables from run records: does each model use the volume?
 
     RUNS are run directories (RUN_DIR/records*.jsonl, e.g. one per model) or records files;
-    they are combined. Writes OUT/report.md, report.json, tables/*.csv|tex, figures/*.png|pdf and
-    manifest.json. Records with a model error are excluded from accuracy and paired tests and listed.
+    they are combined. Writes OUT/report.md, report.json, tables/*.csv|tex, figures/*.png|pdf,
+    report.html and manifest.json. Records with a model error are excluded from accuracy and paired
+    tests and listed.
+
+    report.html is one self-contained page (open it from disk): verdicts, tables, figures and an item
+    browser, filtered by model, control, category and outcome, showing per item and control the model's
+    raw and parsed answer beside the evidence slices as the control presented them (the model's window,
+    the question's structures outlined). Volumes are read once per case; the browser shows a sample of
+    --browser-items items per category.
 
     Verdicts come from cluster-robust paired tests (questions on one patient are correlated): the
     accuracy change with a t interval (CR2 standard error, Bell-McCaffrey degrees of freedom), or the
@@ -863,15 +883,57 @@ def report_cmd(runs, out, by, alpha, correction, reference, baselines, pairwise_
     from volprobe.stats.settings import ReportSettings
     from volprobe.stats.report import make_report
 
-    _guard("probe report", [Path(out) / n for n in ("manifest.json", "report.md", "report.json")], list(runs),
-           folder=out)
+    _guard("probe report", [Path(out) / n for n in ("manifest.json", "report.md", "report.json", "report.html")],
+           list(runs) + list(items_files), folder=out)
     _distinct_inputs(runs, "run")
     settings = ReportSettings(alpha=alpha, correction=correction, reference=reference, by=by, baselines=baselines,
                               pairwise_controls=pairwise_controls, chance_alternative=chance_test, n_perm=n_perm,
-                              seed=seed, intersect=intersect, assess_references=assess_references)
+                              seed=seed, intersect=intersect, assess_references=assess_references,
+                              figure_width=figure_width)
+    html = None
+    if not no_html:
+        from volprobe.viewer import BrowserSettings, html_report_writer
+
+        html = html_report_writer(runs, BrowserSettings(per_category=browser_items, seed=seed, items=items_files,
+                                                        masks=masks_dirs))
     report = make_report(runs, out, settings, figures=not no_figures,
-                         command="probe report " + " ".join(sys.argv[2:]))
+                         command="probe report " + " ".join(sys.argv[2:]), extra=html)
     click.echo(str(report))
+
+
+@main.command("figure")
+@click.argument("item_id")
+@click.option("--runs", "runs", required=True, multiple=True, type=click.Path(exists=True),
+              help="Run folder or records file (repeatable): every model whose records hold the item is shown.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The figure, FIG.pdf (vector); FIG.png is written beside it.")
+@click.option("--control", "controls", multiple=True, metavar="CONTROL",
+              help="Only these controls, in this order (repeatable; default: every control in the records).")
+@click.option("--width", type=click.Choice(["double", "single"]), default="double", show_default=True,
+              help="A journal page (183 mm) or one column (89 mm).")
+@click.option("--items", "items_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Items file holding ITEM_ID (default: the one each run's manifest names).")
+@click.option("--masks", "masks_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of each case's masks for the outlines (default: NAME_seg.nii.gz beside the CT, or the "
+                   "masks the items were made from).")
+def figure_cmd(item_id, runs, out, controls, width, items_files, masks_dirs) -> None:
+    """A paper-ready panel of one item: the evidence slices under each control, the question, each model's answers.
+
+    \b
+    One column per control: the planes it presented (axial, and coronal for superior-inferior
+    questions) in the window of the models' preprocessing, the structures the question names
+    outlined as the control moved them; under each, every model's parsed answer (right or wrong
+    under that control's gold). Writes FIG.pdf (vector text and outlines) and FIG.png.
+    Item ids are in the runs' records and in report.html's item browser.
+    Example:
+      probe figure spatial/phantom_s0_001/b2c3ff40eab3e7f9 --runs runs/oracle --runs runs/random --out fig.pdf
+    """
+    from volprobe.viewer.figure import item_figure
+
+    _guard("probe figure", [Path(out), Path(out).with_suffix(".png")], list(runs) + list(items_files))
+    paths = item_figure(item_id, runs, out, items=items_files, masks=masks_dirs, controls=list(controls) or None,
+                        width=width)
+    click.echo("wrote " + " and ".join(str(p) for p in paths))
 
 
 @main.command("power")
@@ -912,7 +974,8 @@ def demo_cmd(out_dir, n_cases, seed, quiet) -> None:
     Makes 2 x N-CASES phantom CTs with masks (RAS, LPS, LAS and oblique arrays), builds their relation
     graphs, draws a balanced spatial question set, fits a blind prior on half the cases, runs the
     reference models oracle (segments the volume it is given), prior (blind) and random under every
-    control, writes the full report to OUT/report and prints the key table.
+    control, writes the full report to OUT/report (report.md; report.html with an item browser showing
+    what each control presented beside every answer) and prints the key table.
 
     It then checks the honest expected outcome: the oracle drops under every control that removes or
     degrades the image and follows every counterfactual (mirror_lr, flip_si, flip_ap); prior and random

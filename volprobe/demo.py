@@ -11,7 +11,7 @@ Steps (each writes into ``out``; a rerun with the same settings reuses finished 
 5. ``runs/<model>/``: ``oracle`` (segments the volume it is given), ``prior`` (blind) and ``random``
    under the standard controls (:data:`~volprobe.controls.STANDARD_CONTROLS`: every built-in control);
 6. ``report/``: the full report, grouped by category and evidence axes, with verdicts for the
-   reference models too.
+   reference models too, and ``report.html`` with its item browser (12 items per category).
 
 Then :func:`check_expectations` compares the report with the honest expected outcome, reading what each
 control does from the control itself: the oracle loses accuracy under every control that removes or
@@ -75,6 +75,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
     from volprobe.probes.questions import QuestionSettings, generate_questions, load_cases, write_question_set
     from volprobe.segmentation.phantoms.generate import generate_phantoms
     from volprobe.stats import ReportSettings, make_report
+    from volprobe.viewer import BrowserSettings, html_report_writer
 
     if int(n_cases) < 2:
         raise VolprobeError(f"--n-cases must be at least 2, got {n_cases}")
@@ -138,7 +139,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_cases: int = DEFAULT_N_CASES, seed
 
     echo("[6/6] report")
     report = make_report(runs, out / "report", ReportSettings(by=("category", "evidence"), assess_references=True,
-                                                             seed=seed), command="probe demo")
+                                                             seed=seed), command="probe demo",
+                         extra=html_report_writer(runs, BrowserSettings(seed=seed)))
     stage("report")
 
     expectations = check_expectations(report.analysis.paired, report.verdicts, controls)
@@ -237,5 +239,5 @@ def format_result(result: DemoResult) -> str:
     total = sum(result.timings.values())
     lines += ["", "Stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
               + f"; total {total:.1f}",
-              f"Report: {result.out / 'report' / 'report.md'}"]
+              f"Report: {result.out / 'report' / 'report.md'} and {result.out / 'report' / 'report.html'}"]
     return "\n".join(lines)

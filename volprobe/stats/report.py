@@ -7,7 +7,8 @@ Output folder::
     tables/NAME.csv     raw numbers, one file per table (accuracy, paired, cochran, pairwise,
                         scores, sensitivity, verdicts, errors)
     tables/NAME.tex     the formatted tables, LaTeX booktabs
-    figures/*.png|pdf   accuracy per control with CIs per group; forest plots of changes
+    figures/*.png|pdf   accuracy per control with CIs per group; forest plots of changes (journal
+                        column widths, one font size, vector PDF)
     manifest.json       versions, settings, seed, and the runs used (files, record counts, hashes,
                         each run's own manifest)
 """
@@ -19,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -65,9 +66,12 @@ class _Timer:
 
 
 def make_report(runs: Sequence[str | Path], out: str | Path, settings: ReportSettings | None = None,
-                figures: bool = True, command: str = "probe report") -> Report:
+                figures: bool = True, command: str = "probe report",
+                extra: Callable[["Report"], list[Path]] | None = None) -> Report:
     """Read the runs (run directories or records files), compute every test, write the report
-    folder ``out``; returns the :class:`Report`."""
+    folder ``out``; returns the :class:`Report`. ``extra``: called with the finished report before the
+    manifest is written, returns the further files it wrote into ``out`` (listed in the manifest; e.g.
+    ``report.html``, which needs the volumes and so lives outside the statistics)."""
     from volprobe.manifest import describe_inputs, write_manifest
 
     settings = settings or ReportSettings()
@@ -90,8 +94,13 @@ def make_report(runs: Sequence[str | Path], out: str | Path, settings: ReportSet
         files.append(_write_markdown(out / "report.md", analysis, verdicts, errors, records))
         timer.lap("tables, JSON, Markdown")
         if figures:
-            files += _figures(analysis, out / "figures")
+            files += _figures(analysis, out / "figures", settings.figure_width)
             timer.lap("figures")
+        report = Report(analysis=analysis, verdicts=verdicts, records=records, out=out, files=files,
+                        timings=timer.timings)
+        if extra is not None:
+            files += extra(report)
+            timer.lap("html")
         described = hashing.result()
     files.append(write_manifest(
         out, command, seed=settings.seed, parameters=analysis.settings.to_dict(),
@@ -99,13 +108,13 @@ def make_report(runs: Sequence[str | Path], out: str | Path, settings: ReportSet
         extra={"runs": [r.to_dict() for r in records.runs], "input_files": described,
                "outputs": [str(f.relative_to(out)) for f in files]}))
     timer.lap("manifest")
-    return Report(analysis=analysis, verdicts=verdicts, records=records, out=out, files=files, timings=timer.timings)
+    return report
 
 
-def _figures(analysis: Analysis, folder: Path) -> list[Path]:
+def _figures(analysis: Analysis, folder: Path, width: str) -> list[Path]:
     from volprobe.stats.figures import write_figures
 
-    return write_figures(analysis, folder)
+    return write_figures(analysis, folder, width)
 
 
 def _add_notes(a: Analysis, records: RecordTable) -> None:
@@ -237,19 +246,34 @@ DEFINITIONS = f"""\
 """
 
 
-def _write_markdown(path: Path, a: Analysis, verdicts: pd.DataFrame, errors, records: RecordTable) -> Path:
+#: Section titles of the report's tables (Markdown and HTML).
+TABLE_TITLES = {"verdicts": "Verdicts by group", "accuracy": "Accuracy", "paired": "{reference} vs each control",
+                "tracking": "Counterfactual tracking", "cochran": "Cochran's Q", "pairwise": "Model vs model",
+                "scores": "Continuous scores", "sensitivity": "Answer sensitivity (runs without controls)"}
+
+
+def headline(a: Analysis, records: RecordTable) -> str:
+    """One line: records, items, models with their roles, controls."""
+    p = a.panel
+    return (f"{len(records.frame):,} records · {len(p.items):,} items · models: "
+            + ", ".join(f"{m} ({role})" for m, role in a.roles.items()) + " · controls: " + ", ".join(p.controls))
+
+
+def settings_line(a: Analysis) -> str:
+    """The settings a reader needs to read the p-values (level, corrections, MDE level, reference, clusters)."""
     s, p = a.settings, a.panel
-    lines = ["# Volume-reliance report", ""]
-    lines.append(f"{len(records.frame):,} records · {len(p.items):,} items · models: "
-                 + ", ".join(f"{m} ({role})" for m, role in a.roles.items()) + " · controls: " + ", ".join(p.controls))
-    lines.append("")
-    lines.append(f"Settings: alpha = {s.alpha:g}; {correction_label(s.correction)} over {a.family_size:,} primary tests "
-                 f"(cluster-robust paired tests, chance, answer sensitivity) and, separately, over "
-                 f"{a.secondary_family_size:,} secondary tests that treat items as independent (exact McNemar, "
-                 f"Cochran's Q); minimum detectable effects at "
-                 f"{s.power:.0%} power and alpha/{a.family_size:,} = {a.mde_level:.2g}; reference control "
-                 f"{s.reference}; clusters: {p.cluster_level} (CIs from {MIN_CLUSTERS} clusters); seed {s.seed}; "
-                 f"groupings: {', '.join(('all',) + s.by)}.")
+    return (f"Settings: alpha = {s.alpha:g}; {correction_label(s.correction)} over {a.family_size:,} primary tests "
+            f"(cluster-robust paired tests, chance, answer sensitivity) and, separately, over "
+            f"{a.secondary_family_size:,} secondary tests that treat items as independent (exact McNemar, "
+            f"Cochran's Q); minimum detectable effects at "
+            f"{s.power:.0%} power and alpha/{a.family_size:,} = {a.mde_level:.2g}; reference control "
+            f"{s.reference}; clusters: {p.cluster_level} (CIs from {MIN_CLUSTERS} clusters); seed {s.seed}; "
+            f"groupings: {', '.join(('all',) + s.by)}.")
+
+
+def _write_markdown(path: Path, a: Analysis, verdicts: pd.DataFrame, errors, records: RecordTable) -> Path:
+    s = a.settings
+    lines = ["# Volume-reliance report", "", headline(a, records), "", settings_line(a)]
     lines += ["", "Runs:", ""] + [f"- `{r.path}`: {r.records:,} records in {len(r.files)} file(s)" for r in records.runs]
     if a.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in a.notes]
@@ -264,11 +288,9 @@ def _write_markdown(path: Path, a: Analysis, verdicts: pd.DataFrame, errors, rec
                     lines.append(f"  - {extra}")
             if r.basis:
                 lines.append(f"  - Basis: {r.basis}.")
-    titles = {"verdicts": "Verdicts by group", "accuracy": "Accuracy", "paired": f"{s.reference} vs each control",
-              "tracking": "Counterfactual tracking", "cochran": "Cochran's Q", "pairwise": "Model vs model",
-              "scores": "Continuous scores", "sensitivity": "Answer sensitivity (runs without controls)"}
     for name, (caption, table) in display_tables(a, verdicts).items():
-        lines += ["", f"## {titles[name]}", "", caption + ".", "", to_markdown(table)]
+        lines += ["", f"## {TABLE_TITLES[name].format(reference=s.reference)}", "", caption + ".", "",
+                  to_markdown(table)]
     if errors is not None and not errors.empty:
         lines += ["", "## Model errors", "", f"{len(errors):,} records (all in tables/errors.csv):", "",
                   to_markdown(error_summary(errors)), "", "First ones:", "", to_markdown(errors.head(20))]

@@ -10,6 +10,9 @@ from volprobe.stats.multiple import check_correction
 from volprobe.stats.panel import is_baseline_name, is_random_name
 from volprobe.stats.result import check_alternative
 
+#: Figure widths in inches: a journal's single column (89 mm) and full page width (183 mm).
+FIGURE_WIDTHS = {"single": 3.5, "double": 7.2}
+
 
 @dataclass
 class ReportSettings:
@@ -30,6 +33,7 @@ class ReportSettings:
         power: power for minimum detectable effects (computed at alpha / the number of tests).
         assess_references: also run the paired tests and verdicts for the blind baselines and
             the random model (a check that the pipeline finds no volume use where none can be).
+        figure_width: ``double`` (183 mm, a page's width) or ``single`` (89 mm, one column) for the figures.
     """
 
     alpha: float = 0.05
@@ -44,6 +48,7 @@ class ReportSettings:
     intersect: bool = False
     power: float = 0.8
     assess_references: bool = False
+    figure_width: str = "double"
 
     def assessed(self, role: str) -> bool:
         """Whether a model of this role gets paired tests and a verdict."""
@@ -58,6 +63,8 @@ class ReportSettings:
             raise InvalidValueError(f"power must lie in (0, 1), got {self.power}")
         if isinstance(self.n_perm, bool) or not isinstance(self.n_perm, Integral) or self.n_perm < 1:
             raise InvalidValueError(f"n_perm must be a positive whole number, got {self.n_perm!r}")
+        if self.figure_width not in FIGURE_WIDTHS:
+            raise InvalidValueError(f"figure_width must be one of {', '.join(FIGURE_WIDTHS)}, got {self.figure_width!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, Integral) or self.seed < 0:
             raise InvalidValueError(f"seed must be a whole number >= 0, got {self.seed!r}")
         self.by, self.baselines, self.pairwise_controls = tuple(self.by), tuple(self.baselines), \
