@@ -1,19 +1,23 @@
 """Benchmark: encode once, ask many; Ray workers against one process; a worker killed mid-run.
 
-(a) **Reuse.** An M3D-LaMed-style model with random weights (Phi-3 language model, ~60M parameters by default:
-    hidden 512, 12 layers; the 256 image tokens make encoding and prefill dominate) answers
-    ``--questions`` questions per volume on ``--cases`` phantom CTs through the run engine, with the image
-    prefix reused (default) and recomputed (``reuse=false``): items/s of each, the speed-up, and whether
-    the answers are identical (float32, CPU).
+(a) **Reuse.** An M3D-LaMed-style model with random weights (~50M parameters by default: a Phi-3 language
+    model, hidden 512 × 12 layers, and a ViT 384 wide × 4 layers over the 2,048 patches of a 32 × 256 × 256
+    volume, as M3D's vision tower is a ViT over those patches; 256 image tokens) answers ``--questions``
+    questions per volume on ``--cases`` phantom CTs through the run engine, with the image prefix reused
+    (default) and recomputed (``reuse=false``): items/s of each, the speed-up, and whether the answers are
+    identical (float32, CPU). The gain is what encoding and the image prefill cost against decoding:
+    ``--vision-layers 0`` (patch embedding only, nothing to encode) shows the floor.
 (b) **Ray.** The same items through ``probe run``'s engine with ``--ray`` (2 local workers) and in one
     process: time of each, the ratio, and whether the records are identical (timings aside).
 (c) **Fault.** The Ray run again with a worker that kills its own process at its first answer: the run
     completes, the unit is sent again, and the records are identical to the one-process run.
 
     python benchmarks/engine_scale.py [--cases 4] [--questions 12] [--hidden 512 --layers 12]
+                                      [--vision-dim 384 --vision-layers 4]
                                       [--device cpu|cuda --dtype fp32|bf16] [--skip-ray]
 
-On a GPU machine: ``--device cuda --dtype bf16 --hidden 3072 --layers 32`` is M3D-LaMed-Phi-3-4B's size.
+On a GPU machine: ``--device cuda --dtype bf16 --hidden 3072 --layers 32 --vision-dim 768 --vision-layers 12``
+is M3D-LaMed-Phi-3-4B's size.
 Targets: reuse ≥ 3× faster with 10+ questions per volume, identical answers; Ray records identical.
 """
 
@@ -40,13 +44,13 @@ from volprobe.probes.run.engine import run  # noqa: E402
 WORDS = ["liver", "spleen", "kidney", "aorta", "heart", "lung", "stomach", "colon", "pancreas", "duodenum"]
 
 
-def build_model(folder: Path, hidden: int, layers: int) -> int:
+def build_model(folder: Path, hidden: int, layers: int, vision_dim: int, vision_layers: int) -> int:
     """Write an M3D-style model of the given size with random weights; returns its parameter count."""
     from tinymodels.lamed import LAMED_TINY, write_lamed
 
     sizes = {**LAMED_TINY, "hidden_size": hidden, "intermediate_size": 3 * hidden, "num_hidden_layers": layers,
              "num_attention_heads": max(1, hidden // 64), "num_key_value_heads": max(1, hidden // 64),
-             "vision_dim": 256}
+             "vision_dim": vision_dim, "vision_layers": vision_layers}
     folder.mkdir(parents=True, exist_ok=True)
     write_lamed(folder, sizes=sizes)
     from safetensors import safe_open
@@ -151,6 +155,8 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=12)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--vision-dim", type=int, default=384, help="width of the ViT over the 2,048 patches")
+    ap.add_argument("--vision-layers", type=int, default=4, help="ViT layers (0: patch embedding only)")
     ap.add_argument("--new-tokens", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32")
@@ -158,8 +164,9 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        params = build_model(work / "model", args.hidden, args.layers)
-        print(f"model: M3D-style, hidden {args.hidden}, {args.layers} layers, {params / 1e6:.1f}M parameters")
+        params = build_model(work / "model", args.hidden, args.layers, args.vision_dim, args.vision_layers)
+        print(f"model: M3D-style, language model hidden {args.hidden} x {args.layers} layers, ViT "
+              f"{args.vision_dim} x {args.vision_layers} layers over 2,048 patches, {params / 1e6:.1f}M parameters")
         items = make_items(work / "cases", args.cases, args.questions)
         reuse_benchmark(args, work / "model", items, work)
         if not args.skip_ray:

@@ -167,7 +167,9 @@ def bench(kind: str, args, tmp: Path) -> dict:
         model.generation_config = GenerationConfig.from_pretrained(folder)
     model.generation_config.min_new_tokens = args.max_new_tokens  # same output length in both loops
     built_s = time.perf_counter() - t0
-    options = {"max_new_tokens": args.max_new_tokens}
+    # every question a full generate call, as the bare loop replays it (the image-prefix reuse that is on by
+    # default hands generate a cache the call consumes; benchmarks/engine_scale.py measures what reuse saves)
+    options = {"max_new_tokens": args.max_new_tokens, "reuse": False}
     if kind == "qwen":
         from transformers import AutoModelForImageTextToText as Auto
 

@@ -9,7 +9,7 @@ more replicates and more designs). Prints, per design (patients × items per pat
   plus a percentile cluster-bootstrap CI excluding 0) and the previous one-sample baseline test;
 - coverage of the 95% interval of the change (t interval, CR2 standard error) beside the percentile
   cluster bootstrap, from 5 to 60 patients (none is given below 8);
-- power for real drops;
+- power for real drops, and whether ``probe power``'s plans over patients deliver the power they promise;
 - the answer-sensitivity permutation test and interval under its null (blind models that sample their
   answers where golds vary) and for a model that follows the gold half the time.
 
@@ -27,10 +27,11 @@ import numpy as np
 from volprobe.stats.bootstrap import bootstrap_ratio
 from volprobe.stats.clustered import MIN_CLUSTERS
 from volprobe.stats.paired import mcnemar_pvalues
+from volprobe.stats.power import mde_clustered, mde_mcnemar
 from volprobe.stats.sensitivity import answer_sensitivity
 from volprobe.stats.simulation import (baseline_null_pairs, cluster_rejections, coverage, drop_pairs, mc_bound,
                                        mcnemar_rejections, null_pairs, one_sample_baseline_rejections,
-                                       skewed_null_pairs, verdict_claims)
+                                       planned_drop_pairs, skewed_null_pairs, verdict_claims)
 
 NULL_DESIGNS = [(10, 40), (20, 20), (60, 5), (8, 50), (15, 10)]
 COVERAGE_CLUSTERS = [5, 8, 10, 15, 30, 60]
@@ -109,6 +110,27 @@ def power(replicates: int, seed: int) -> None:
               f"{100 * mcnemar_rejections(data).mean():>9.1f}")
 
 
+PLANNED_DESIGNS = [(20, 20, 0.35, 0.1), (10, 40, 0.3, 0.05), (60, 5, 0.45, 0.2), (30, 10, 0.25, 0.0),
+                   (8, 25, 0.4, 0.05), (100, 13, 0.2, 0.05)]
+
+
+def planned_power(replicates: int, seed: int) -> None:
+    """probe power's plans: data drawn as planned at the planned drop; the cluster test's power should be 80%.
+    Beside it, the item-level plan (exact McNemar, items independent) and the cluster test's power there."""
+    print("\nPlanned power 80% (probe power --patients K --icc R) against what the report's test achieves")
+    print(f"{'design':<10}{'disc.':>6}{'icc':>6}{'plan':>7}{'power':>7}{'item plan':>11}{'its power':>11}")
+    for k, m, psi, icc in PLANNED_DESIGNS:
+        n = k * m
+        plan, naive = mde_clustered(n, k, psi, icc), mde_mcnemar(n, psi)
+        rng = np.random.default_rng([seed, k, m, 7])
+        achieved = sum(cluster_rejections(planned_drop_pairs(rng, size, k, m, psi, plan, icc)).sum()
+                       for _, size in _blocks(replicates)) / replicates
+        naive_power = sum(cluster_rejections(planned_drop_pairs(rng, size, k, m, psi, naive, icc)).sum()
+                          for _, size in _blocks(replicates)) / replicates
+        print(f"{f'{k} x {m}':<10}{psi:>6.2f}{icc:>6.2f}{100 * plan:>7.1f}{100 * achieved:>7.1f}"
+              f"{100 * naive:>11.1f}{100 * naive_power:>11.1f}")
+
+
 def sensitivity(datasets: int, seed: int) -> None:
     """Answer sensitivity. Null: blind models answering at random exactly on the question texts whose golds
     vary (the confound a pooled comparison falls for): the within-text permutation test must hold its
@@ -156,6 +178,7 @@ def main() -> None:
     nulls(args.replicates, args.n_boot, args.seed)
     coverages(args.replicates, args.n_boot, args.seed)
     power(args.replicates, args.seed)
+    planned_power(args.replicates, args.seed)
     sensitivity(max(args.replicates // 10, 200), args.seed)
     print(f"\n{time.perf_counter() - t:.0f} s")
 

@@ -203,3 +203,23 @@ def test_adapter_example_registers_and_runs(tmp_path):
         assert sum(r["correct"] for r in records) == 6  # right exactly when the gold is the first option
     finally:
         MODELS.unregister("always_a")
+
+
+def test_planning_commands_run_on_a_pilot(tmp_path, monkeypatch):
+    """The "Planning a study" commands, on a pilot written in probe run's record format (a model with
+    patient-correlated answers under full and blank), and the figures the section quotes."""
+    from volprobe.stats.power import mde_clustered, mde_mcnemar
+    from volprobe.stats.synthetic import SyntheticControl, SyntheticModel, synthetic_items, write_synthetic_runs
+
+    monkeypatch.chdir(tmp_path)
+    controls = [SyntheticControl("full", reference=True), SyntheticControl("blank", removes_image=True)]
+    write_synthetic_runs(Path("runs"), [SyntheticModel("m3d")], synthetic_items(400, 20, seed=2), controls)
+    lines = probe_lines(section("Planning a study"))
+    assert [a[0] for a in lines] == ["power", "power"] and "--pilot" in lines[0]
+    for args in lines:
+        result = invoke(args)
+        assert result.exit_code == 0, result.output
+        assert "cluster-robust paired t test over patients" in result.output and "200 patients" in result.output
+    text = " ".join(section("Planning a study").split())
+    assert f"plans for a {100 * mde_mcnemar(400, 0.3):.1f}-point drop" in text
+    assert f"the plan over patients says {100 * mde_clustered(400, 10, 0.3, 0.05):.1f} points" in text

@@ -937,24 +937,58 @@ def figure_cmd(item_id, runs, out, controls, width, items_files, masks_dirs) -> 
 
 
 @main.command("power")
-@click.option("--items", "n", required=True, type=click.IntRange(min=1, max=10**9),
-              help="Number of paired items planned (1 to 10^9).")
-@click.option("--discordance", required=True, type=click.FloatRange(0, 1),
-              help="Expected share of items right under one condition and wrong under the other.")
+@click.option("--items", "n", type=click.IntRange(min=1, max=10**9),
+              help="Number of paired items planned (1 to 10^9); default with --pilot: the pilot's.")
+@click.option("--discordance", type=click.FloatRange(0, 1),
+              help="Expected share of items right under one condition and wrong under the other "
+                   "(default with --pilot: the pilot's).")
+@click.option("--patients", type=click.IntRange(min=2),
+              help="Number of patients the items are spread over: plans for the cluster-robust test over "
+                   "patients that reports use (needs --icc, or --pilot). Without it items count as independent.")
+@click.option("--icc", type=click.FloatRange(0, 1),
+              help="Intra-patient correlation of the paired differences, in [0, 1] (default with --pilot: "
+                   "the pilot's estimate).")
+@click.option("--pilot", "pilot_runs", multiple=True, type=click.Path(exists=True),
+              help="Run directory (or records file) of a pilot: estimates discordance, intra-patient "
+                   "correlation and questions per patient from its records. Repeatable.")
+@click.option("--control", "pilot_control", help="With --pilot: the control compared with the reference.")
+@click.option("--model", "pilot_model", help="With --pilot: the model, when the pilot runs hold several.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Significance level, in (0, 1).")
 @click.option("--power", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
-@click.option("--one-sided", is_flag=True, help="One-sided McNemar test (a drop only).")
-def power_cmd(n, discordance, alpha, power, one_sided) -> None:
-    """Minimum detectable accuracy drop (full vs a control) for a planned number of items.
+@click.option("--one-sided", is_flag=True, help="One-sided test (a drop only).")
+def power_cmd(n, discordance, patients, icc, pilot_runs, pilot_control, pilot_model, alpha, power, one_sided) -> None:
+    """Minimum detectable accuracy drop (full vs a control) for a planned study.
+
+    Questions about one patient are correlated, and reports test over patients; plan with
+    --patients and --icc (or let a pilot run supply them) rather than counting items as
+    independent, which overstates what a study can detect.
 
     \b
-    Example:
+    Examples:
       probe power --items 1304 --discordance 0.2
+      probe power --items 1304 --discordance 0.2 --patients 40 --icc 0.05
+      probe power --pilot runs/m3d --control blank --patients 100 --items 2000
     """
-    from volprobe.stats.power import minimum_detectable_drop
+    from volprobe.stats.power import minimum_detectable_drop, pilot_estimate
 
-    click.echo(str(minimum_detectable_drop(n, discordance, alpha, power, "greater" if one_sided else "two-sided")))
+    alternative = "greater" if one_sided else "two-sided"
+    if pilot_runs:
+        if not pilot_control:
+            raise click.UsageError("--pilot needs --control (the control to plan for, e.g. blank)")
+        pilot = pilot_estimate(pilot_runs, pilot_control, pilot_model)
+        click.echo(str(pilot))
+        click.echo(str(pilot.plan(n, patients, discordance, icc, alpha, power, alternative)))
+        return
+    if pilot_control or pilot_model:
+        raise click.UsageError("--control and --model go with --pilot")
+    if n is None or discordance is None:
+        raise click.UsageError("give --items and --discordance, or --pilot RUN --control NAME")
+    if (patients is None) != (icc is None):
+        raise click.UsageError("give --patients and --icc together (or --pilot)")
+    if patients is not None and patients > n:
+        raise click.UsageError(f"--patients ({patients}) exceeds --items ({n})")
+    click.echo(str(minimum_detectable_drop(n, discordance, alpha, power, alternative, patients=patients, icc=icc)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ MODELING_FILE = Path(__file__).with_name("lamed_modeling.py")
 #: Tiny language model sizes (2 layers, hidden 64).
 LAMED_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=1024, vision_dim=16, vocab_size=None)
-#: M3D-LaMed-Phi-3-4B's sizes (Phi-3-mini-4k: hidden 3072, 32 layers, vocabulary 32064; a 768-wide vision
-#: feature as M3D's ViT), for full-size random-weight benchmarks.
+#: M3D-LaMed-Phi-3-4B's sizes (Phi-3-mini-4k: hidden 3072, 32 layers, vocabulary 32064; M3D's ViT: 768 wide,
+#: 12 layers over the 2,048 patches), for full-size random-weight benchmarks.
 LAMED_PHI3_4B = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=32, num_attention_heads=32,
-                     num_key_value_heads=32, max_position_embeddings=4096, vision_dim=768, vocab_size=32064)
+                     num_key_value_heads=32, max_position_embeddings=4096, vision_dim=768, vision_layers=12,
+                     vocab_size=32064)
 
 
 def _remote_code(folder: Path):
@@ -50,11 +51,12 @@ def write_lamed(folder: Path, image_size=(32, 256, 256), patch_size=(4, 16, 16),
                           pad_token="<unk>")
     remote = _remote_code(folder)
     proj_out_num = int(torch.tensor(pool_grid).prod())
-    text = {k: v for k, v in sizes.items() if k not in ("vision_dim", "vocab_size")}
+    text = {k: v for k, v in sizes.items() if k not in ("vision_dim", "vision_layers", "vocab_size")}
     config = remote.TinyLamedConfig(
         vocab_size=sizes["vocab_size"] or len(tok), **text, bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, image_size=list(image_size),
-        patch_size=list(patch_size), pool_grid=list(pool_grid), vision_dim=sizes["vision_dim"], proj_out_num=proj_out_num)
+        patch_size=list(patch_size), pool_grid=list(pool_grid), vision_dim=sizes["vision_dim"],
+        vision_layers=sizes.get("vision_layers", 0), proj_out_num=proj_out_num)
     config.auto_map = {"AutoConfig": "lamed_modeling.TinyLamedConfig",
                        "AutoModelForCausalLM": "lamed_modeling.TinyLamedForCausalLM"}
     config.save_pretrained(folder)

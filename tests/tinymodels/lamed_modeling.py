@@ -4,8 +4,8 @@ Mirrors the parts of M3D's ``LaMed/src/model`` the adapter relies on: ``get_mode
 (vision tower + projector giving ``proj_out_num`` features), ``prepare_inputs_for_multimodal`` writing
 the image features over token positions ``1 .. proj_out_num`` and
 ``generate(images=None, inputs=None, **kwargs)`` which, like M3D's, drops ``attention_mask`` and
-generates from ``inputs_embeds``. The vision tower is a strided ``Conv3d`` plus average pooling to a
-``pool_grid`` whose cells are the image tokens.
+generates from ``inputs_embeds``. The vision tower is a strided ``Conv3d`` (with ``vision_layers`` > 0 a
+ViT over its patches, as M3D's) plus average pooling to a ``pool_grid`` whose cells are the image tokens.
 """
 
 import torch
@@ -21,11 +21,26 @@ class TinyLamedConfig(Phi3Config):
 class TinyVisionTower(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.patch = nn.Conv3d(1, config.vision_dim, kernel_size=tuple(config.patch_size), stride=tuple(config.patch_size))
+        dim, layers = config.vision_dim, getattr(config, "vision_layers", 0)
+        self.patch = nn.Conv3d(1, dim, kernel_size=tuple(config.patch_size), stride=tuple(config.patch_size))
         self.pool_grid = tuple(config.pool_grid)
+        self.encoder = None
+        if layers:  # a ViT over the patches, as M3D's (2,048 patches of a 32 x 256 x 256 volume)
+            patches = 1
+            for size, step in zip(config.image_size, config.patch_size):
+                patches *= size // step
+            self.position = nn.Parameter(torch.randn(1, patches, dim) * 0.02)
+            layer = nn.TransformerEncoderLayer(dim, max(1, dim // 64), 4 * dim, dropout=0.0, batch_first=True,
+                                               norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, images):  # (B, 1, D, H, W)
-        x = F.adaptive_avg_pool3d(self.patch(images), self.pool_grid)
+        x = self.patch(images)
+        if self.encoder is not None:
+            b, c, d, h, w = x.shape
+            tokens = self.encoder(x.flatten(2).transpose(1, 2) + self.position)
+            x = tokens.transpose(1, 2).reshape(b, c, d, h, w)
+        x = F.adaptive_avg_pool3d(x, self.pool_grid)
         return x.flatten(2).transpose(1, 2)  # (B, proj_out_num, vision_dim)
 
 

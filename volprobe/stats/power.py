@@ -2,6 +2,10 @@
 
 Reported beside every non-significant result, so "no evidence of volume use" says how large
 an effect could have gone unseen. Differences are fractions (0.041 = 4.1 points).
+
+Planning (``probe power``): :func:`minimum_detectable_drop` for independent items (exact McNemar) or, with
+patients and an intra-patient correlation, for the cluster-robust test reports use
+(:func:`mde_clustered`); :func:`pilot_estimate` reads those inputs off a pilot run's records.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from volprobe.errors import InvalidValueError
+from volprobe.stats.clustered import MIN_CLUSTERS, mde_cluster
 from volprobe.stats.result import check_alternative
 
 
@@ -176,7 +181,12 @@ def mde_binomial(n: int, p0: float, alpha: float = 0.05, power: float = 0.8, alt
 
 @dataclass
 class PowerResult:
-    """Minimum detectable drop of a planned paired comparison (see :func:`minimum_detectable_drop`)."""
+    """Minimum detectable drop of a planned paired comparison (see :func:`minimum_detectable_drop`).
+
+    ``patients`` is None for a plan with independent items (exact McNemar); otherwise the plan is for the
+    report's primary test, the cluster-robust paired t test over ``patients`` patients sharing the items
+    equally, with the items' paired differences correlated ``icc`` within a patient (``design_effect`` =
+    1 + (items per patient − 1) · icc)."""
 
     n: int
     discordance: float
@@ -184,19 +194,168 @@ class PowerResult:
     power: float
     alternative: str
     mde: float
+    patients: int | None = None
+    icc: float | None = None
+
+    @property
+    def design_effect(self) -> float:
+        return 1.0 if self.patients is None else 1.0 + (self.n / self.patients - 1.0) * float(self.icc)
 
     def __str__(self) -> str:
         what = "not reachable (too few items)" if np.isnan(self.mde) else f"{100 * self.mde:.1f} points"
-        return (f"Minimum detectable drop, exact McNemar ({self.alternative}, alpha = {self.alpha:g}, "
-                f"power = {self.power:.0%}):\n  n = {self.n:,} paired items, discordance = {self.discordance:.1%}"
-                f"\n  minimum detectable drop = {what}")
+        if self.patients is None:
+            return (f"Minimum detectable drop, exact McNemar ({self.alternative}, alpha = {self.alpha:g}, "
+                    f"power = {self.power:.0%}):\n  n = {self.n:,} paired items, discordance = {self.discordance:.1%}"
+                    f"\n  minimum detectable drop = {what}\n  (items taken as independent; with several questions "
+                    f"per patient give --patients and --icc: reports test over patients)")
+        if np.isnan(self.mde):
+            what = (f"not reachable (with {self.patients} patients the exact sign-flip test cannot reach "
+                    f"alpha = {self.alpha:g})" if self.patients < MIN_CLUSTERS else "not reachable (too few items)")
+        return (f"Minimum detectable drop, cluster-robust paired t test over patients ({self.alternative}, "
+                f"alpha = {self.alpha:g}, power = {self.power:.0%}):\n  n = {self.n:,} paired items on "
+                f"{self.patients:,} patients ({self.n / self.patients:.1f} each), discordance = "
+                f"{self.discordance:.1%}, intra-patient correlation = {self.icc:.3g}, design effect = "
+                f"{self.design_effect:.2f} (effective n = {self.n / self.design_effect:,.0f})"
+                f"\n  minimum detectable drop = {what}"
+                + ("\n  (below 8 patients reports use the exact sign-flip test: this t-based figure is "
+                   "optimistic)" if self.patients < MIN_CLUSTERS and not np.isnan(self.mde) else ""))
+
+
+def mde_clustered(n: int, patients: int, discordance: float, icc: float, alpha: float = 0.05,
+                  power: float = 0.8, alternative: str = "two-sided") -> float:
+    """Minimum detectable drop (fraction) of the cluster-robust paired t test (the report's primary test)
+    for ``n`` items spread equally over ``patients`` patients.
+
+    Each item's paired difference D (−1, 0 or 1) has E[D²] = ``discordance`` and variance
+    discordance − δ² at a drop δ; within a patient two items' differences correlate ``icc``, so the
+    variance of the mean is (discordance − δ²) · DE / n with DE = 1 + (n/patients − 1) · icc. With equal
+    patients the test has patients − 1 degrees of freedom, and power 1 − β needs δ = λ · SE(δ), λ the
+    noncentrality at which the noncentral t reaches that power (:func:`mde_cluster` at SE 1). Solving
+    δ² = λ² DE (discordance − δ²) / n gives δ = √(a · discordance / (1 + a)), a = λ² DE / n.
+    NaN where the test cannot reach ``alpha`` (few patients). Checked by simulation
+    (``tests/test_stats_power.py``): the power at this drop is the planned power."""
+    if not 2 <= patients <= n:
+        raise InvalidValueError(f"patients must lie between 2 and the number of items ({n:,}), got {patients}")
+    if not 0 <= icc <= 1:
+        raise InvalidValueError(f"icc (the intra-patient correlation of the paired differences) must lie in "
+                                f"[0, 1], got {icc}")
+    if not 0 <= discordance <= 1:
+        raise InvalidValueError(f"discordance must lie in [0, 1], got {discordance}")
+    lam = float(mde_cluster(1.0, patients - 1, patients, alpha, power, alternative))
+    if np.isnan(lam):
+        return float("nan")
+    a = lam ** 2 * (1.0 + (n / patients - 1.0) * icc) / n
+    return float(np.sqrt(a * discordance / (1.0 + a)))
 
 
 def minimum_detectable_drop(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8,
-                            alternative: str = "two-sided") -> PowerResult:
+                            alternative: str = "two-sided", patients: int | None = None,
+                            icc: float | None = None) -> PowerResult:
     """Plan a study: the accuracy drop (full vs a control) detectable with ``n`` items when a share
-    ``discordance`` of items is answered right under one condition and wrong under the other."""
+    ``discordance`` of items is answered right under one condition and wrong under the other.
+
+    Without ``patients`` the items are taken as independent (exact McNemar). With ``patients`` and ``icc``
+    the plan is for the cluster-robust test the reports use (:func:`mde_clustered`)."""
     if not 0 <= discordance <= 1:
         raise InvalidValueError(f"discordance must lie in [0, 1], got {discordance}")
+    if (patients is None) != (icc is None):
+        raise InvalidValueError("give --patients and --icc together (the number of patients the items are "
+                                "spread over and the intra-patient correlation of the paired differences)")
+    if patients is None:
+        mde = mde_mcnemar(n, discordance, alpha, power, alternative)
+    else:
+        mde = mde_clustered(n, patients, discordance, icc, alpha, power, alternative)
     return PowerResult(n=n, discordance=discordance, alpha=alpha, power=power, alternative=alternative,
-                       mde=mde_mcnemar(n, discordance, alpha, power, alternative))
+                       mde=mde, patients=patients, icc=icc)
+
+
+@dataclass
+class PilotEstimate:
+    """What a pilot run says about a planned comparison of one model: its reference condition against
+    ``control`` on the items both answered. ``discordance``: share of items right under exactly one of the
+    two; ``drop``: reference accuracy − control accuracy (fraction); ``icc``: intra-patient correlation of
+    the paired differences (one-way ANOVA estimator, unequal patients; negative estimates set to 0)."""
+
+    model: str
+    reference: str
+    control: str
+    n: int
+    patients: int
+    discordance: float
+    drop: float
+    icc: float
+
+    def __str__(self) -> str:
+        return (f"Pilot: {self.model}, {self.reference} vs {self.control}: n = {self.n:,} paired items on "
+                f"{self.patients:,} patients, discordance = {self.discordance:.1%}, observed drop = "
+                f"{100 * self.drop:.1f} points, intra-patient correlation = {self.icc:.3f}")
+
+    def plan(self, n: int | None = None, patients: int | None = None, discordance: float | None = None,
+             icc: float | None = None, alpha: float = 0.05, power: float = 0.8,
+             alternative: str = "two-sided") -> PowerResult:
+        """The minimum detectable drop of a study like the pilot: what is not given comes from the pilot
+        (``n``, ``discordance``, ``icc``; ``patients`` keeps the pilot's questions per patient)."""
+        n = self.n if n is None else n
+        if patients is None:
+            patients = self.patients if n == self.n else max(2, round(n * self.patients / self.n))
+        if patients > n:
+            raise InvalidValueError(f"patients ({patients}) exceed the items ({n:,})")
+        return minimum_detectable_drop(n, self.discordance if discordance is None else discordance, alpha, power,
+                                       alternative, patients=patients, icc=self.icc if icc is None else icc)
+
+
+def intra_patient_correlation(values, clusters) -> float:
+    """One-way ANOVA estimate of the intra-cluster correlation of ``values`` (Donner 1986's n0 for unequal
+    clusters), clipped to [0, 1]; 0 with fewer than two clusters or no within-cluster spread to compare."""
+    values = np.asarray(values, dtype=float)
+    codes = np.unique(np.asarray(clusters), return_inverse=True)[1]
+    sizes = np.bincount(codes)
+    n, k = len(values), len(sizes)
+    if k < 2 or n <= k:
+        return 0.0
+    means = np.bincount(codes, weights=values) / sizes
+    msb = float(np.sum(sizes * (means - values.mean()) ** 2) / (k - 1))
+    msw = float(np.sum((values - means[codes]) ** 2) / (n - k))
+    n0 = (n - np.sum(sizes ** 2) / n) / (k - 1)
+    denominator = msb + (n0 - 1) * msw
+    return 0.0 if denominator <= 0 else float(np.clip((msb - msw) / denominator, 0.0, 1.0))
+
+
+def pilot_estimate(runs, control: str, model: str | None = None) -> PilotEstimate:
+    """Discordance, drop and intra-patient correlation of ``model`` (needed when the runs hold several)
+    between its reference condition and ``control``, from pilot runs' records (clusters: patient, else
+    case, else the item). Records that ended in an error are left out."""
+    from volprobe.stats.load import read_runs
+
+    frame = read_runs(runs).frame
+    frame = frame[frame["error"].isna()]
+    models = sorted(frame["model"].astype(str).unique())
+    if model is None:
+        if len(models) != 1:
+            raise InvalidValueError(f"the pilot runs hold {len(models)} models ({', '.join(models)}): "
+                                    "name one with --model")
+        model = models[0]
+    if model not in models:
+        raise InvalidValueError(f"no records of model {model!r} in the pilot runs (models: {', '.join(models)})")
+    frame = frame[frame["model"].astype(str) == model]
+    reference = frame.loc[frame["fact:reference"].fillna(False).astype(bool), "control"].astype(str).unique()
+    if len(reference) != 1:
+        raise InvalidValueError(f"the pilot runs of {model} state {len(reference)} reference controls "
+                                f"({', '.join(reference) or 'none'}); a pilot needs exactly one")
+    controls = sorted(frame["control"].astype(str).unique())
+    if control not in controls or control == reference[0]:
+        raise InvalidValueError(f"control {control!r} is not a non-reference control of {model}'s pilot runs "
+                                f"(controls: {', '.join(c for c in controls if c != reference[0])})")
+    keep = ["item_id", "correct", "patient", "case"]
+    ref = frame.loc[frame["control"].astype(str) == reference[0], keep].drop_duplicates("item_id")
+    other = frame.loc[frame["control"].astype(str) == control, ["item_id", "correct"]].drop_duplicates("item_id")
+    paired = ref.merge(other, on="item_id", suffixes=("_ref", "_control"))
+    if paired.empty:
+        raise InvalidValueError(f"{model}: no item answered under both {reference[0]} and {control}")
+    d = paired["correct_control"].astype(float).to_numpy() - paired["correct_ref"].astype(float).to_numpy()
+    cluster = np.where(paired["patient"].notna(), "p:" + paired["patient"].astype(str),
+                       np.where(paired["case"].notna(), "c:" + paired["case"].astype(str),
+                                "i:" + paired["item_id"].astype(str)))
+    return PilotEstimate(model=model, reference=reference[0], control=control, n=len(d),
+                         patients=len(np.unique(cluster)), discordance=float(np.mean(d != 0)),
+                         drop=float(-np.mean(d)), icc=intra_patient_correlation(d, cluster))

@@ -18,6 +18,8 @@ Designs (logit scale; u_k: patient level, e_ik: item difficulty shared by both c
   on average, its answers correlated within a patient.
 - :func:`skewed_null_pairs`: a mean-zero null that is *not* symmetric: a share of patients loses a lot,
   the rest gains a little (a stress case; no method holds its level there with few patients).
+- :func:`planned_drop_pairs`: the design power planning assumes (a discordance, a drop, an intra-patient
+  correlation of the paired differences), to check that the planned power is the power obtained.
 - :func:`drop_pairs`: a real drop with an exact truth: P(right with the volume) = p_k ~ Beta(a, b); without
   it an item stays right with probability r_k ~ Beta(c, d), so the expected change is
   E[p] (E[r] − 1).
@@ -115,6 +117,27 @@ def drop_pairs(rng, replicates: int, clusters: int, items: int, right: tuple[flo
     y = x & (rng.random(mask.shape) < r)
     mean_p, mean_r = right[0] / sum(right), kept[0] / sum(kept)
     return PairedData(x=x, y=y, mask=mask, truth=mean_p * (mean_r - 1))
+
+
+def planned_drop_pairs(rng, replicates: int, clusters: int, items: int, discordance: float, drop: float,
+                       icc: float) -> PairedData:
+    """The design :func:`~volprobe.stats.power.mde_clustered` plans for: every item is discordant with
+    probability ``discordance``; patient k's expected difference is −drop + τ s_k with s_k = ±1 (equal
+    odds), so two items of one patient have paired differences correlated ``icc`` = τ² / (discordance −
+    drop²); a discordant item is lost (right only with the volume) with probability
+    (discordance + drop − τ s_k) / (2 discordance)."""
+    tau = np.sqrt(icc * (discordance - drop ** 2))
+    if abs(drop) + tau > discordance:
+        raise ValueError(f"drop {drop} with icc {icc} needs discordance ≥ {abs(drop) + tau:.3f}")
+    shape = (replicates, clusters, items)
+    mean = -drop + tau * rng.choice([-1.0, 1.0], (replicates, clusters, 1))  # E[y − x] per patient
+    u = rng.random(shape)
+    lost = u < (discordance - mean) / 2
+    gained = ~lost & (u < discordance)
+    both = rng.random(shape) < 0.5  # concordant items: right under both or neither
+    x = lost | (~gained & both)
+    y = gained | (~lost & both)
+    return PairedData(x=x, y=y, mask=np.ones(shape, dtype=bool), truth=-drop)
 
 
 # --------------------------------------------------------------------------- evaluators
