@@ -20,7 +20,7 @@ from volprobe.probes.questions import QuestionSettings, generate_questions, load
 from volprobe.probes.questions.templates import render
 from volprobe.segmentation.masks import LabelMap, read_label_names_from_header, totalsegmentator_class_map
 from volprobe.controls.counterfactuals import relations_for_case
-from volprobe.segmentation.relations.graph import build_relation_graph
+from volprobe.segmentation.relations.graph import RelationGraph, build_relation_graph
 
 # The documented defaults (volprobe.segmentation.relations.rules.RelationThresholds), written out here so
 # the recomputation below shares nothing with the code it checks; test_the_documented_defaults pins them.
@@ -531,3 +531,37 @@ def test_the_documented_defaults():
     assert (1 + t.size_ratio_margin, t.size_min_difference_ml) == (SIZE_RATIO, SIZE_DIFFERENCE_ML)
     assert (t.voxel_multiple, t.partner_margin_mm, t.partner_voxel_multiple) == (VOXELS, PARTNER_MM, PARTNER_VOXELS)
     assert t.max_cross_share == CROSS_SHARE
+
+
+def test_no_side_is_judged_against_a_midline_guessed_from_the_labels():
+    """Masks with neither spinal cord nor vertebrae, and no CT to find the body: the only midline left is the
+    centre of mass of the labels, which organs pull to one side (a large liver on the right). Nothing is
+    judged against it: every side, midline-crossing and medial-lateral relation is indeterminate, and no
+    question about them is asked (one structure left or right of another still is). The same masks with a
+    spinal cord are judged."""
+    labels = _boxes_in_mm(3.0, 12.0)
+    organs = labels.labels.copy()
+    organs[organs == 1] = 0
+    guessed = build_relation_graph(LabelMap(organs, labels.affine, {2: "liver", 3: "gallbladder", 4: "spleen"}))
+    cord = build_relation_graph(labels)
+    assert guessed.midline.source == "labels" and cord.midline.source == "spinal_cord"
+    assert guessed.midline.uncertainty_mm > 50  # anywhere across the labels
+    for name in ("liver", "gallbladder", "spleen"):
+        assert cord.side(name).value in ("left", "right")
+        assert guessed.side(name).value == "indeterminate"
+        assert guessed.crosses_midline(name).value == "indeterminate"
+    assert cord.closer_to_midline("liver", "spleen").value == "liver"
+    assert guessed.closer_to_midline("liver", "spleen").value == "indeterminate"
+    from volprobe.probes.questions.cases import QuestionCase
+
+    def asked(graph):
+        items = generate_questions([QuestionCase(graph, "test", "p", None)], QuestionSettings(per_case=200, seed=0))
+        return Counter(i.metadata["relation"]["kind"] if i.category != "medial_lateral" else i.category
+                       for i in items.items)
+
+    stale = guessed.to_dict()  # a relations file written before: the guessed midline with no uncertainty
+    stale["midline"]["uncertainty_mm"] = 0.0
+    assert RelationGraph.from_dict(stale).side("liver").value == "indeterminate"
+    midline_kinds = Counter(["side", "crosses_midline", "medial_lateral"])
+    assert asked(guessed)["direction"] and not asked(guessed) & midline_kinds  # left/right of each other: asked
+    assert all(asked(cord)[kind] for kind in midline_kinds)

@@ -210,6 +210,9 @@ def test_score_refuses_the_same_file_twice_and_duplicate_records(ws):
     (["power", "--items", "100000000000", "--discordance", "0.2"], "--items"),
     (["phantom", "--out", "{out}", "--shape", "4000", "4000", "4000"], "memory"),
     (["run", "--model", "random", "--items", "{items_chance7}", "--control", "full", "--out", "{out}"], "chance"),
+    (["--bogus"], "No such option '--bogus'"),
+    (["--bogus", "report"], "No such option '--bogus'"),
+    (["bogus"], "No such command 'bogus'"),
 ])
 def test_option_and_item_errors_are_one_line(ws, tmp_path, args, phrase):
     values = {k: str(v) for k, v in ws.items()} | {"out": str(tmp_path / "out")}

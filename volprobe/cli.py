@@ -27,6 +27,15 @@ class ProbeGroup(click.Group):
     """Turns user errors into one ``error: ...`` message and exit status 2: volprobe's own errors, bad
     options (click's usage errors), environment faults (full disk, read-only folder) and running out of memory."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Options before the command (``probe --bogus``) get the same one line as a command's own."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare ``probe``: click shows the help
+                raise
+            _fail(f"{exc.format_message()} (see '{ctx.command_path} --help')", exc.exit_code)
+
     def invoke(self, ctx: click.Context):
         from volprobe.fileio import describe_os_error
 

@@ -22,8 +22,10 @@ class Midline:
 
     ``uncertainty_mm``: the spread (largest minus smallest x) of the estimates that were available —
     spinal cord centroid, vertebrae centroid (voxel-weighted), body centre — so every one of them lies
-    within ``x_mm ± uncertainty_mm``; 0 when only one was available. Relations judged against the
-    midline must hold for every midline within that band (:mod:`volprobe.segmentation.relations.stack`).
+    within ``x_mm ± uncertainty_mm``; 0 when only one was available. With none of them (source
+    ``labels``: the labels' centre of mass) it is the labels' whole left-right span. Relations judged
+    against the midline must hold for every midline within that band
+    (:mod:`volprobe.segmentation.relations.stack`), so none is judged against a guessed one.
     ``estimates``: source → x (mm) of each estimate.
     """
 
@@ -44,7 +46,8 @@ class Midline:
 
 def estimate_midline(structures: Mapping[str, StructureStats], body_x_mm: float | None = None) -> Midline:
     """Midline from the spinal cord, else the vertebrae (voxel-weighted), else the body centre, else all labels;
-    its uncertainty is the spread of the cord, vertebrae and body estimates that are available."""
+    its uncertainty is the spread of the cord, vertebrae and body estimates that are available (with none,
+    the labels' left-right span: see :class:`Midline`)."""
     estimates: dict[str, float] = {}
     if "spinal_cord" in structures:
         estimates["spinal_cord"] = float(structures["spinal_cord"].centroid_mm[0])
@@ -59,9 +62,19 @@ def estimate_midline(structures: Mapping[str, StructureStats], body_x_mm: float 
         source = next(iter(estimates))
         spread = max(estimates.values()) - min(estimates.values())
         return Midline(estimates[source], source, float(spread), estimates)
+    # Neither spinal cord, vertebrae nor a body: the labels' centre of mass, which the organs pull to one side
+    # (the liver), is a guess. Its uncertainty is the labels' whole left-right span, so nothing is judged
+    # against it: no side, midline-crossing or medial-lateral relation is decided.
     w = np.array([s.voxels for s in structures.values()], float)
     x = np.array([s.centroid_mm[0] for s in structures.values()])
-    return Midline(float((w * x).sum() / max(w.sum(), 1.0)), "labels")
+    return Midline(float((w * x).sum() / max(w.sum(), 1.0)), "labels", labels_span_mm(structures))
+
+
+def labels_span_mm(structures: Mapping[str, StructureStats]) -> float:
+    """Left-right span (mm) of all structures: the uncertainty of a midline guessed from the labels."""
+    if not structures:
+        return 0.0
+    return float(max(s.max_mm[0] for s in structures.values()) - min(s.min_mm[0] for s in structures.values()))
 
 
 def body_centre_x(volume, threshold_hu: float = -500.0) -> float | None:

@@ -305,7 +305,7 @@ class PilotEstimate:
 
 
 def intra_patient_correlation(values, clusters) -> float:
-    """One-way ANOVA estimate of the intra-cluster correlation of ``values`` (Donner 1986's n0 for unequal
+    """One-way ANOVA estimate of the intra-cluster correlation of ``values`` (the usual n0 for unequal
     clusters), clipped to [0, 1]; 0 with fewer than two clusters or no within-cluster spread to compare."""
     values = np.asarray(values, dtype=float)
     codes = np.unique(np.asarray(clusters), return_inverse=True)[1]

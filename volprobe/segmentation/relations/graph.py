@@ -37,7 +37,8 @@ import numpy as np
 from volprobe.errors import FormatError, MaskError
 from volprobe.jsonio import read_json, write_json_atomic
 from volprobe.segmentation.anatomy import StructureStats, boundary_points, find_runs, side_counts, structure_stats
-from volprobe.segmentation.audit import LateralityAudit, Midline, body_centre_x, estimate_midline, laterality_audit
+from volprobe.segmentation.audit import (LateralityAudit, Midline, body_centre_x, estimate_midline,
+                                         labels_span_mm, laterality_audit)
 from volprobe.segmentation.masks import LabelMap
 from volprobe.segmentation.relations.geometry import containment, surface_distances
 from volprobe.segmentation.relations.rules import INDETERMINATE, PairGeometry, Relation, RelationThresholds
@@ -337,11 +338,14 @@ class RelationGraph:
                               f"structure and the midline's uncertainty); recompute it with `probe relations`")
         try:
             structures = {n: StructureStats.from_dict(n, s) for n, s in d["structures"].items()}
+            midline = Midline.from_dict(d["midline"])
+            if midline.source == "labels":  # files written before a guessed midline got the labels' span
+                midline = replace(midline, uncertainty_mm=max(midline.uncertainty_mm, labels_span_mm(structures)))
             pairs = {(p["a"], p["b"]): PairGeometry(float(p["surface_distance_mm"]), bool(p["distance_is_lower_bound"]),
                                                     float(p["share_a_in_b"]), float(p["share_b_in_a"]))
                      for p in d["pairs"]}
             return cls(case=d["case"], structures=structures, pairs=pairs,
-                       midline=Midline.from_dict(d["midline"]),
+                       midline=midline,
                        audit=LateralityAudit.from_dict(d["audit"]), thresholds=RelationThresholds(**d["thresholds"]),
                        grid=d["grid"], labels_hash=d["labels_hash"], ct_hash=d.get("ct_hash"),
                        source=d.get("source", {}))
