@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from click.testing import CliRunner
 
 from volprobe.cli import main
@@ -51,3 +52,43 @@ def test_probe_score_prints_it_labelled_next_to_accuracy(tmp_path):
     assert "accuracy 50.00% (pooled)" in result.output
     assert "50.00% by 3D-RAD's own rule (secondary, as in its published numbers)" in result.output
     assert "echoed option list counts as correct" in result.output
+
+
+def test_probe_report_shows_it_beside_accuracy_and_never_as_an_open_score(tmp_path):
+    """A run of 3D-RAD closed items (the rule on each record) and open items (continuous scores): the report's
+    accuracy table gains the rule's rate per model and control, over the closed items that carry it, labelled
+    secondary; the open items' score table is unchanged by it. Records of other benchmarks get no column."""
+    import json
+
+    from volprobe.controls import get_control
+
+    facts = {name: get_control(name).facts() for name in ("full", "text_only")}
+    outputs = {"full": (ECHO, "C", "C. New Lesion", "B", "C", "A. x"), "text_only": (ECHO, ECHO, "B", "B", "D", "C")}
+    records = []
+    for control, texts in outputs.items():
+        for n, text in enumerate(texts):
+            item = replace(T5, id=f"{T5.id}/{n}", patient=f"p{n % 3}")
+            records.append(record_from_output(item, "m3d", text, control=control, control_facts=facts[control]))
+        for n in range(4):
+            item = Item(id=f"3drad/open/{n}", question="Describe the finding.", answer="a small nodule",
+                        answer_type="open", task="3drad/T1", patient=f"p{n % 3}", metadata={"benchmark": "3drad"})
+            text = "a small nodule" if (n + (control == "full")) % 2 else "no finding"
+            records.append(record_from_output(item, "m3d", text, control=control, control_facts=facts[control]))
+    run = tmp_path / "run"
+    run.mkdir()
+    write_records(records, run / "records.jsonl")
+    result = CliRunner().invoke(main, ["report", str(run), "--out", str(tmp_path / "report"), "--no-html"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    rows = {(r["control"], r["group"]): r for r in report["tables"]["accuracy"] if r["grouping"] == "all"}
+    for control, texts in outputs.items():
+        expected = [threedrad_substring(T5, t) for t in texts]
+        row = rows[control, "closed"]
+        assert row[f"rule_n:{THREEDRAD_SUBSTRING}"] == len(expected)  # the closed items, not the open ones
+        assert row[f"rule:{THREEDRAD_SUBSTRING}"] == pytest.approx(sum(expected) / len(expected))
+    assert rows["full", "closed"][f"rule:{THREEDRAD_SUBSTRING}"] != rows["full", "closed"]["accuracy"]
+    assert rows["full", "open"][f"rule_n:{THREEDRAD_SUBSTRING}"] == 0
+    assert THREEDRAD_SUBSTRING not in {r["score"] for r in report["tables"]["scores"]}
+    assert "token_f1" in {r["score"] for r in report["tables"]["scores"]}
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert f"{THREEDRAD_SUBSTRING} % (items), secondary" in markdown and "the benchmark's own scoring rule" in markdown

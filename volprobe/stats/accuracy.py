@@ -2,7 +2,9 @@
 per-subtask accuracies (the 3D-RAD paper's task score), outcome counts, the test against chance and,
 for evaluated models, the paired comparison with the strongest blind baseline on the items both answered
 (cluster-robust test, one-sided, columns ``baseline_*`` and ``p_baseline``; exact McNemar as the
-secondary item-level test, ``p_baseline_mcnemar``)."""
+secondary item-level test, ``p_baseline_mcnemar``). Where the records carry a benchmark's own scoring rule
+for closed items (3D-RAD's substring rule, as its published numbers use), its rate is a secondary,
+descriptive column, ``rule:<name>``, over the ``rule_n:<name>`` items that have it (no test)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from volprobe.stats.panel import Panel
 from volprobe.stats.paired import mcnemar_pvalues
 from volprobe.stats.rows import ClusterColumns, concat, group_rows
 from volprobe.stats.settings import ReportSettings
+
+#: Column prefixes of a benchmark's own rule: its rate, and the number of items it was computed on.
+RULE_PREFIX, RULE_N_PREFIX = "rule:", "rule_n:"
 
 
 def baseline_control(panel: Panel, m: int, control: str, reference: str) -> int | None:
@@ -58,6 +63,13 @@ def accuracy_table(panel: Panel, groups: Groups, roles: dict[str, str], s: Repor
             sub_n = groups.counts(valid[:, None] & by_subtask)[keep]
             frame["subtask_mean"] = mean_of_group_accuracies(groups.counts(correct[:, None] & by_subtask)[keep], sub_n)
             frame["n_subtasks"] = (sub_n > 0).sum(axis=1)
+            for name, values in panel.rules.items():  # a benchmark's own rule on closed items: rate and items
+                v = values[m, c]
+                has = valid & ~np.isnan(v)
+                sums = groups.counts(np.column_stack([has, np.where(has, v, 0.0)]))[keep]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    frame[RULE_PREFIX + name] = np.where(sums[:, 0] > 0, sums[:, 1] / sums[:, 0], np.nan)
+                frame[RULE_N_PREFIX + name] = sums[:, 0].round().astype(np.int64)
             if roles[model] == "model" and baselines:
                 _baseline_tests(frame, panel, groups, m, c, valid, correct, baselines, s, keep, tests)
             frames.append(frame)

@@ -147,7 +147,7 @@ SCHEMA = pa.schema(
 
 def read_record_file(path: str | Path):
     """One records file as an Arrow table of the fields the statistics use (plus ``score:*``
-    columns for open items); returns (table, number of torn last lines skipped: 0 or 1)."""
+    columns: open items' scores and closed items' benchmark rules); returns (table, number of torn last lines skipped: 0 or 1)."""
     path = Path(path)
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
@@ -232,7 +232,7 @@ _TYPE_RULES.update({"chance": (int, float), "format_version": (int,)})
 
 def _read_careful(lines: "_LineIndex", path: Path):
     """Line-by-line reader: the full RunRecord contract and field types on every record."""
-    rows, open_scores = [], []
+    rows, scores = [], []
     for lineno, line in lines:
         where = f"{path}:{lineno}"
         record = _parse_line(line, where)
@@ -256,9 +256,9 @@ def _read_careful(lines: "_LineIndex", path: Path):
         if record.get("format_version", RECORD_FORMAT_VERSION) != RECORD_FORMAT_VERSION:
             raise FormatError(f"{where}: record format version {record['format_version']}")
         rows.append({name: record.get(name) for name in SCHEMA.names})
-        open_scores.append(_scores_of(record, where) if record.get("answer_type") in OPEN_TYPES else {})
+        scores.append(_scores_of(record, where))
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    return _attach_scores(table, open_scores)
+    return _attach_scores(table, scores)
 
 
 def _scores_of(record: dict[str, Any], where: str) -> dict[str, float]:
@@ -270,14 +270,20 @@ def _scores_of(record: dict[str, Any], where: str) -> dict[str, float]:
 
 
 _SCORES = re.compile(rb'"scores":\s*(\{[^{}]*\})')
+_NONEMPTY_SCORES = re.compile(rb'"scores":\s*\{\s*"')
 
 
 def _add_scores(table, lines: _LineIndex, path: Path):
-    """Continuous scores of open items (closed items have none). Each open line's ``scores``
-    object is cut out and the objects parsed together by Arrow; a line where that is ambiguous,
-    or a file where Arrow fails, is parsed as JSON line by line."""
+    """Scores of every record that has some: the continuous scores of open items, and a benchmark's own
+    rule on closed items (e.g. ``3drad_substring``). Lines holding a non-empty ``scores`` object are
+    found in the buffer at once; each such line's object is cut out and the objects parsed together by
+    Arrow; a line where that is ambiguous, or a file where Arrow fails, is parsed as JSON line by line."""
     is_open = pc.fill_null(pc.is_in(table.column("answer_type"), value_set=pa.array(OPEN_TYPES)), False)
-    rows = np.flatnonzero(is_open.to_numpy(zero_copy_only=False))
+    with_scores = np.zeros(table.num_rows, dtype=bool)
+    at = [m.start() for m in _NONEMPTY_SCORES.finditer(lines.data)]
+    if at:
+        with_scores[np.searchsorted(lines.starts, np.asarray(at), side="right") - 1] = True
+    rows = np.flatnonzero(is_open.to_numpy(zero_copy_only=False) | with_scores)
     if rows.size == 0:
         return table
     objects = []

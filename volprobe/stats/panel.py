@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from volprobe.errors import FormatError
-from volprobe.stats.load import FACT_FIELDS, FACT_PREFIX, SCORE_PREFIX, RecordTable, read_prompts
+from volprobe.stats.load import FACT_FIELDS, FACT_PREFIX, OPEN_TYPES, SCORE_PREFIX, RecordTable, read_prompts
 
 ITEM_ATTRIBUTES = ("task", "subtask", "category", "answer_type", "case", "patient", "evidence", "prior_fixed")
 
@@ -52,6 +52,8 @@ class Panel:
     the reference (None when no record says); ``no_image``: the controls that remove the image, those
     with no image input first; ``counterfactual``: controls whose gold may change; ``name_swap_only``:
     [model, control, item] the record is tagged so (its gold changes only because left/right names swap).
+    ``scores``: continuous scores of open items, by name (NaN where none); ``rules``: a benchmark's own
+    scoring rule on closed items (0/1, e.g. ``3drad_substring``), by name, reported beside accuracy.
     """
 
     models: list[str]
@@ -69,6 +71,7 @@ class Panel:
     row: np.ndarray
     records: RecordTable | None = None
     scores: dict[str, np.ndarray] = field(default_factory=dict)
+    rules: dict[str, np.ndarray] = field(default_factory=dict)
     counterfactual: set[str] = field(default_factory=set)
     control_facts: dict[str, dict] = field(default_factory=dict)
     reference: str | None = None
@@ -161,8 +164,8 @@ def build_panel(table: RecordTable) -> Panel:
         answer=dense(_codes(f["parsed"], answers), -1, np.int32),
         gold=dense(gold, -1, np.int32), gold_original=dense(gold_original, -1, np.int32),
         row=dense(np.arange(len(f)), -1, np.int64), records=table,
-        scores={c[len(SCORE_PREFIX):]: dense(f[c].to_numpy(dtype=float), np.nan, float)
-                for c in f.columns if c.startswith(SCORE_PREFIX)},
+        scores=_split_scores(f, dense, items, open_items=True),
+        rules=_split_scores(f, dense, items, open_items=False),
         counterfactual=counterfactual, control_facts=facts, reference=references[0] if references else None,
         no_image=sorted((c for c in controls if facts[c].get("removes_image")),
                         key=lambda c: (facts[c].get("needs_volume") is not False, controls.index(c))),
@@ -172,6 +175,18 @@ def build_panel(table: RecordTable) -> Panel:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _split_scores(f: pd.DataFrame, dense, items: pd.DataFrame, open_items: bool) -> dict[str, np.ndarray]:
+    """The ``score:*`` columns as [model, control, item] arrays, kept on open items only (``open_items``) or
+    on closed items only (a benchmark's own rule); names with no value there are left out."""
+    keep = items["answer_type"].isin(OPEN_TYPES).to_numpy() == open_items
+    out = {}
+    for column in (c for c in f.columns if c.startswith(SCORE_PREFIX)):
+        values = np.where(keep[None, None, :], dense(f[column].to_numpy(dtype=float), np.nan, float), np.nan)
+        if not np.isnan(values).all():
+            out[column[len(SCORE_PREFIX):]] = values
+    return out
 
 
 def _control_facts(f: pd.DataFrame, sources: list[str]) -> dict[str, dict]:

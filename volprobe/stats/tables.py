@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from volprobe.stats.accuracy import RULE_N_PREFIX, RULE_PREFIX
 from volprobe.stats.analysis import Analysis
 from volprobe.stats.clustered import MIN_CLUSTERS, clusters_text
 from volprobe.stats.multiple import correction_label
@@ -109,6 +110,10 @@ def display_tables(a: Analysis, verdicts: pd.DataFrame) -> dict[str, tuple[str, 
         if show_subtasks.any():
             d["Subtask mean %"] = [f"{pct(x)} ({k})" if show else "–" for x, k, show in
                                    zip(t["subtask_mean"], t["n_subtasks"], show_subtasks)]
+        rules = [c[len(RULE_PREFIX):] for c in t.columns if c.startswith(RULE_PREFIX)]
+        for name in rules:
+            d[f"{name} % (items), secondary"] = [f"{pct(x)} ({int(k):,})" if k else "–" for x, k in
+                                                 zip(t[RULE_PREFIX + name], t[RULE_N_PREFIX + name])]
         d["Errors"], d["Unparseable %"] = t["n_error"], t["unparseable_rate"].map(pct)
         d["Refused %"] = t["refusal_rate"].map(pct)
         d["Chance % (items)"] = [pct(c) if k == n else f"{pct(c)} ({k:,})" if k else "–"
@@ -127,6 +132,10 @@ def display_tables(a: Analysis, verdicts: pd.DataFrame) -> dict[str, tuple[str, 
         if show_subtasks.any():
             caption += ("; subtask mean: unweighted mean of the per-subtask accuracies (the 3D-RAD paper's task "
                         "score), number of subtasks in brackets, for rows of one task")
+        if rules:
+            caption += (f"; {', '.join(rules)}: the benchmark's own scoring rule as the records carry it, the way "
+                        "its published numbers are scored (secondary and descriptive, no test; `probe score` says "
+                        "what it counts), over the items in brackets")
         if "p_baseline" in t:
             caption += (f"; vs the strongest blind baseline on the items both answered: change in points, {ci}; "
                         f"cluster-robust test, one-sided; exact McNemar, one-sided, {secondary}")
