@@ -964,7 +964,8 @@ def figure_cmd(item_id, runs, out, controls, width, items_files, masks_dirs) -> 
 @click.option("--model", "pilot_model", help="With --pilot: the model, when the pilot runs hold several.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Significance level, in (0, 1).")
-@click.option("--power", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
+@click.option("--power", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True,
+              help="Probability of detecting the drop, in (0, 1).")
 @click.option("--one-sided", is_flag=True, help="One-sided test (a drop only).")
 def power_cmd(n, discordance, patients, icc, pilot_runs, pilot_control, pilot_model, alpha, power, one_sided) -> None:
     """Minimum detectable accuracy drop (full vs a control) for a planned study.
