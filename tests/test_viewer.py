@@ -414,3 +414,21 @@ def test_probe_figure_cli(study, tmp_path):
     assert result.exit_code == 2 and "control(s) nope not in the records" in result.output
     result = CliRunner().invoke(main, args[:6] + ["--out", str(tmp_path / "item.png")])
     assert result.exit_code == 2 and "give a .pdf path" in result.output
+
+
+def test_report_html_lists_model_errors_as_report_md_does(tmp_path):
+    """Records that ended in an error: report.html has the "Model errors" table (counts per model and control
+    and the first records, their messages included), as report.md has."""
+    from volprobe.stats.synthetic import SyntheticControl, SyntheticModel, synthetic_items, write_synthetic_runs
+
+    controls = [SyntheticControl("full", reference=True), SyntheticControl("blank", removes_image=True)]
+    (run,) = write_synthetic_runs(tmp_path / "runs", [SyntheticModel("flaky", error_rate=0.1)],
+                                  synthetic_items(200, 10, seed=3), controls)
+    errors = [json.loads(line) for f in run.glob("records*.jsonl") for line in f.read_text().splitlines()]
+    errors = [r for r in errors if r.get("error")]
+    assert errors
+    result = CliRunner().invoke(main, ["report", str(run), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<summary>Model errors</summary>" in page and f"{len(errors):,} records ended in an error" in page
+    assert errors[0]["item_id"] in page and "## Model errors" in (tmp_path / "report" / "report.md").read_text()

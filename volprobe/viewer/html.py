@@ -56,7 +56,7 @@ def render_page(report, browser: BrowserData) -> str:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     from volprobe.stats.report import DEFINITIONS, TABLE_TITLES, headline, settings_line
-    from volprobe.stats.tables import display_tables, group_label
+    from volprobe.stats.tables import display_tables, error_summary, group_label
 
     a, verdicts = report.analysis, report.verdicts
     overall = verdicts[verdicts["grouping"] == "all"] if not verdicts.empty else verdicts
@@ -68,6 +68,12 @@ def render_page(report, browser: BrowserData) -> str:
             "extras": [e for e in (r.leakage_text, r.baseline_text, r.other_controls) if e], "basis": r.basis})
     tables = [{"name": name, "title": TABLE_TITLES[name].format(reference=a.settings.reference), "caption": caption,
                "html": _table_html(table)} for name, (caption, table) in display_tables(a, verdicts).items()]
+    errors = a.panel.errors
+    if errors is not None and not errors.empty:  # as report.md: counts per model and control, the first records
+        tables.append({"name": "errors", "title": "Model errors",
+                       "caption": f"{len(errors):,} records ended in an error (all in tables/errors.csv); per model "
+                                  f"and control, then the first {min(len(errors), 20)}",
+                       "html": _table_html(error_summary(errors)) + _table_html(errors.head(20))})
     figures = [{"name": p.stem, "uri": _figure_uri(p), "pdf": str(p.with_suffix(".pdf").relative_to(report.out))}
                for p in sorted(report.files) if p.suffix == ".png" and p.parent.name == "figures"]
     env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
