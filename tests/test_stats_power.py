@@ -121,6 +121,9 @@ def test_the_clustered_plan_reduces_to_independent_items():
     assert mde_clustered(400, 20, 0.2, 0.0) < mde_clustered(400, 20, 0.2, 0.05) < mde_clustered(400, 20, 0.2, 0.2)
     assert mde_clustered(800, 40, 0.2, 0.1) < mde_clustered(800, 20, 0.2, 0.1)
     assert np.isnan(mde_clustered(400, 5, 0.2, 0.1))  # the exact sign-flip test of 5 patients cannot reach 5%
+    floor = mde_clustered(400, 20, 0.0, 0.1)  # no discordance expected: the drop brings its own
+    assert floor > 0 and mde_clustered(400, 20, floor, 0.1) == pytest.approx(floor)
+    assert mde_clustered(400, 20, 0.01, 0.1) == pytest.approx(floor)
     with pytest.raises(ValueError, match="patients"):
         mde_clustered(100, 101, 0.2, 0.1)
     with pytest.raises(ValueError, match="icc"):

@@ -231,7 +231,8 @@ def mde_clustered(n: int, patients: int, discordance: float, icc: float, alpha: 
     variance of the mean is (discordance − δ²) · DE / n with DE = 1 + (n/patients − 1) · icc. With equal
     patients the test has patients − 1 degrees of freedom, and power 1 − β needs δ = λ · SE(δ), λ the
     noncentrality at which the noncentral t reaches that power (:func:`mde_cluster` at SE 1). Solving
-    δ² = λ² DE (discordance − δ²) / n gives δ = √(a · discordance / (1 + a)), a = λ² DE / n.
+    δ² = λ² DE (discordance − δ²) / n gives δ = √(a · discordance / (1 + a)), a = λ² DE / n; a drop above
+    the discordance is impossible, so a smaller discordance is raised to the drop (as for McNemar): δ = a / (1 + a).
     NaN where the test cannot reach ``alpha`` (few patients). Checked by simulation
     (``tests/test_stats_power.py``): the power at this drop is the planned power."""
     if not 2 <= patients <= n:
@@ -245,7 +246,9 @@ def mde_clustered(n: int, patients: int, discordance: float, icc: float, alpha: 
     if np.isnan(lam):
         return float("nan")
     a = lam ** 2 * (1.0 + (n / patients - 1.0) * icc) / n
-    return float(np.sqrt(a * discordance / (1.0 + a)))
+    # a drop needs at least as much discordance; with less, the discordance is the drop: δ² = a (δ − δ²)
+    floor = a / (1.0 + a)
+    return float(np.sqrt(floor * discordance)) if floor <= discordance else float(floor)
 
 
 def minimum_detectable_drop(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8,
@@ -288,7 +291,7 @@ class PilotEstimate:
     def __str__(self) -> str:
         return (f"Pilot: {self.model}, {self.reference} vs {self.control}: n = {self.n:,} paired items on "
                 f"{self.patients:,} patients, discordance = {self.discordance:.1%}, observed drop = "
-                f"{100 * self.drop:.1f} points, intra-patient correlation = {self.icc:.3f}")
+                f"{100 * self.drop + 0.0:.1f} points, intra-patient correlation = {self.icc:.3f}")
 
     def plan(self, n: int | None = None, patients: int | None = None, discordance: float | None = None,
              icc: float | None = None, alpha: float = 0.05, power: float = 0.8,
