@@ -214,15 +214,24 @@ def _legend(grid: _Grid, models: list[str], significance: bool) -> None:
     grid.set_legend(handles, labels, ncols=min(len(labels), per_row))
 
 
-def accuracy_figure(a: Analysis, grouping: str, folder: Path, width: str = "double") -> list[Path]:
-    panels = _panels(a.accuracy, grouping) if not a.accuracy.empty else []
+def _control_rows(a: Analysis, t, grouping: str, width: str):
+    """Panels of ``t`` for ``grouping``, the controls (top to bottom, in the runs' order) and models it holds,
+    each control's row position and the grid; None when there is nothing to draw."""
+    panels = _panels(t, grouping) if not t.empty else []
     if not panels:
-        return []
-    t = a.accuracy
+        return None
     controls = [c for c in a.panel.controls if c in set(t["control"])]
     models = [m for m in a.panel.models if m in set(t["model"])]
     y_of = {c: len(controls) - 1 - i for i, c in enumerate(controls)}
-    grid = _Grid(len(panels), width, 0.1 + ROW_IN * len(controls), _label_width(controls))
+    return panels, controls, models, y_of, _Grid(len(panels), width, 0.1 + ROW_IN * len(controls),
+                                                   _label_width(controls))
+
+
+def accuracy_figure(a: Analysis, grouping: str, folder: Path, width: str = "double") -> list[Path]:
+    rows = _control_rows(a, a.accuracy, grouping, width)
+    if rows is None:
+        return []
+    panels, controls, models, y_of, grid = rows
     for ax, (key, group, g) in zip(grid.axes, panels):
         _dot_rows(ax, y_of, g, "accuracy", "ci_low", "ci_high", models, 100)
         chance = g["chance"].dropna()
@@ -241,19 +250,15 @@ def accuracy_figure(a: Analysis, grouping: str, folder: Path, width: str = "doub
 
 
 def forest_figure(a: Analysis, grouping: str, folder: Path, width: str = "double") -> list[Path]:
-    panels = _panels(a.paired, grouping) if not a.paired.empty else []
-    if not panels:
+    rows = _control_rows(a, a.paired, grouping, width)
+    if rows is None:
         return []
-    t = a.paired
-    controls = [c for c in a.panel.controls if c in set(t["control"])]
-    models = [m for m in a.panel.models if m in set(t["model"])]
-    y_of = {c: len(controls) - 1 - i for i, c in enumerate(controls)}
-    grid = _Grid(len(panels), width, 0.1 + ROW_IN * len(controls), _label_width(controls))
+    panels, controls, models, y_of, grid = rows
     for ax, (key, group, g) in zip(grid.axes, panels):
         ax.axvline(0, color="black", lw=0.6, zorder=1)
         _dot_rows(ax, y_of, g, "change", "ci_low", "ci_high", models, 100, filled="p_cluster_significant")
         ax.set_title(wrap_label(_short_title(key, group), grid.panel_w), fontsize=FONT_SIZE, pad=3)
-    values = 100 * t[["change", "ci_low", "ci_high"]].to_numpy(dtype=float)
+    values = 100 * a.paired[["change", "ci_low", "ci_high"]].to_numpy(dtype=float)
     lo, hi = np.nanmin(values), np.nanmax(values)
     span = max(hi - lo, 1.0)
     grid.axes[0].set_xlim(min(lo, 0) - 0.06 * span, max(hi, 0) + 0.06 * span)
