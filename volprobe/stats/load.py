@@ -146,8 +146,9 @@ SCHEMA = pa.schema(
 
 
 def read_record_file(path: str | Path):
-    """One records file as an Arrow table of the fields the statistics use (plus ``score:*``
-    columns: open items' scores and closed items' benchmark rules); returns (table, number of torn last lines skipped: 0 or 1)."""
+    """One records file as an Arrow table of the fields the statistics use (plus ``score:*`` columns: open
+    items' scores and closed items' benchmark rules); returns (table, number of torn last lines skipped:
+    0 or 1)."""
     path = Path(path)
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
